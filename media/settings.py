@@ -1,0 +1,25 @@
+"""Media-layer settings (a section of the app's typed settings)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class IceServer(BaseModel):
+    urls: list[str] | str
+    username: str | None = None
+    credential: str | None = None
+
+
+class MediaSettings(BaseModel):
+    # Default none: aiortc's own default adds a public STUN server we cannot reach offline.
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    # aiortc's receive jitter buffer waits for this many 20 ms packets before decoding.
+    # Stock aiortc is 4 (~80 ms); 2 is ~40 ms and fine on good links.
+    jitter_prefetch: int = Field(default=4, ge=1, le=16)
+    output_frame_ms: int = Field(default=20, ge=10, le=60)
+    output_sample_rate: int = 48_000
+    # Shadowing: a slow mentor gets the latest frame, never a growing queue.
+    relay_buffered: bool = False
+    record_audio: bool = True
+    ice_disconnect_grace_s: float = Field(default=3.0, gt=0)
