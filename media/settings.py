@@ -23,3 +23,5 @@ class MediaSettings(BaseModel):
     relay_buffered: bool = False
     record_audio: bool = True
     ice_disconnect_grace_s: float = Field(default=3.0, gt=0)
+    # aioice skips 127.0.0.1; tests and single-machine QA gather only loopback candidates.
+    ice_loopback_only: bool = False
