@@ -11,6 +11,10 @@ import pytest
 # aioice drops 127.0.0.1 from host candidates; tests talk over loopback only.
 aioice.ice.get_host_addresses = lambda **kwargs: ["127.0.0.1"]
 
+# Browser tests run as their own pytest invocation (they move the process into a private
+# network namespace at configure time): `LIVECOACH_BROWSER_TESTS=1 python -m pytest tests/browser`.
+collect_ignore = [] if os.environ.get("LIVECOACH_BROWSER_TESTS") else ["browser"]
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("LIVECOACH_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
