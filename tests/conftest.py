@@ -12,8 +12,8 @@ import pytest
 aioice.ice.get_host_addresses = lambda **kwargs: ["127.0.0.1"]
 
 # Browser tests run as their own pytest invocation (they move the process into a private
-# network namespace at configure time): `LIVECOACH_BROWSER_TESTS=1 python -m pytest tests/browser`.
-collect_ignore = [] if os.environ.get("LIVECOACH_BROWSER_TESTS") else ["browser"]
+# network namespace at configure time): `python -m pytest tests/browser`.
+collect_ignore = ["browser"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("LIVECOACH_FIXTURES", ROOT.parent / "shared" / "fixtures"))
