@@ -1,0 +1,7 @@
+"""``python -m server ...`` = the ``livecoach`` console script."""
+
+import sys
+
+from server.cli import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""Prometheus metrics, one CollectorRegistry per app (never the global one: tests build many apps)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+_STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+_TIP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_FLUSH_BUCKETS = (0, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+# stage name -> (start field, end field) of a TurnRecord dict
+TURN_STAGES: dict[str, tuple[str, str]] = {
+    "endpointing": ("user_speech_end_ns", "eot_decision_ns"),
+    "stt": ("eot_decision_ns", "stt_final_ns"),
+    "llm": ("stt_final_ns", "llm_first_token_ns"),
+    "tts": ("llm_first_token_ns", "tts_first_audio_ns"),
+    "server": ("tts_first_audio_ns", "first_reply_frame_ns"),
+}
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.rooms = Gauge("livecoach_rooms", "Rooms owned by this process", registry=r)
+        self.peers = Gauge("livecoach_peers", "Live RTCPeerConnections on this process", registry=r)
+        self.sessions = Gauge("livecoach_sessions", "Active practice/shadow sessions", registry=r)
+        self.connections = Gauge("livecoach_ws_connections", "Open WebSocket connections", registry=r)
+        self.signalling_errors = Counter(
+            "livecoach_signalling_errors", "Error replies sent on /ws", ["reason"], registry=r
+        )
+        self.tips = Counter("livecoach_tips", "Mentor tips delivered to a streamer", registry=r)
+        self.turn_latency = Histogram(
+            "livecoach_turn_latency_seconds",
+            "User speech end to first reply frame",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.turn_stage = Histogram(
+            "livecoach_turn_stage_seconds", "Per-stage turn latency", ["stage"], buckets=_STAGE_BUCKETS, registry=r
+        )
+        self.bargein_flushed = Histogram(
+            "livecoach_bargein_flushed_ms", "Reply audio dropped at barge-in", buckets=_FLUSH_BUCKETS, registry=r
+        )
+        self.tip_delivery = Histogram(
+            "livecoach_tip_delivery_seconds", "Tip send to streamer receipt", buckets=_TIP_BUCKETS, registry=r
+        )
+
+    def observe_event(self, event: dict[str, Any]) -> None:
+        """Feed a SessionEvents event; unknown kinds are ignored. Never raises."""
+        try:
+            kind = event.get("type")
+            if kind == "turn":
+                self._observe_turn(event)
+            elif kind == "interruption":
+                flushed = event.get("flushed_ms")
+                if isinstance(flushed, (int, float)) and flushed >= 0:
+                    self.bargein_flushed.observe(float(flushed))
+        except Exception:  # noqa: BLE001 - metrics must never break the session
+            pass
+
+    def _observe_turn(self, event: dict[str, Any]) -> None:
+        end, first = event.get("user_speech_end_ns"), event.get("first_reply_frame_ns")
+        if isinstance(end, int) and isinstance(first, int) and first >= end:
+            self.turn_latency.observe((first - end) / 1e9)
+        for stage, (start_key, end_key) in TURN_STAGES.items():
+            a, b = event.get(start_key), event.get(end_key)
+            if isinstance(a, int) and isinstance(b, int) and b >= a:
+                self.turn_stage.labels(stage=stage).observe((b - a) / 1e9)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

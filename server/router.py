@@ -1,0 +1,218 @@
+"""Cross-process delivery between WebSocket connections and room engines.
+
+A WebSocket may live on any process; a room's engine lives on its owner (``store.claim_room``
+on join). Local owner → direct call. Remote owner → ``bus.publish(owner, op)``; the owner's
+replies travel back with ``bus.publish(conn process, deliver)``. In memory mode every room is
+local, so only the direct path runs.
+
+Bus message kinds: ``op`` (conn → owner: join / msg / close), ``deliver`` and ``drop``
+(owner → conn process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from server.auth import TokenClaims
+from server.protocol import _ADAPTER, Join, ProtocolError, error_message
+from server.rooms import ConnRef, RoomManager
+from server.settings import Settings
+from server.store.base import Bus, Store
+
+log = logging.getLogger(__name__)
+
+INBOX_SIZE = 256  # per remote connection, on the owner
+
+
+class LocalConnection(Protocol):
+    conn_id: str
+    claims: TokenClaims | None
+    owner: str | None
+
+    def send(self, msg: dict[str, Any]) -> None: ...
+
+    def drop(self, code: int, reason: str) -> None: ...
+
+
+class _RemoteInbox:
+    """Owner side of a connection on another process: its ops run in order, one at a time."""
+
+    def __init__(self, router: "Router", conn: ConnRef) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_SIZE)
+        self.task = asyncio.create_task(self._run(router, conn), name=f"inbox:{conn[1]}")
+
+    async def _run(self, router: "Router", conn: ConnRef) -> None:
+        while True:
+            op = await self.queue.get()
+            await router._execute(conn, op)
+            if op.get("op") == "close":
+                router._inboxes.pop(conn, None)
+                return
+
+
+class Router:
+    def __init__(self, settings: Settings, process_id: str, store: Store, bus: Bus, manager: RoomManager) -> None:
+        self.settings = settings
+        self.process_id = process_id
+        self.store = store
+        self.bus = bus
+        self.manager = manager
+        self.local: dict[str, LocalConnection] = {}
+        self._inboxes: dict[ConnRef, _RemoteInbox] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._publishes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.bus.subscribe(self.process_id, self._on_bus)
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat:{self.process_id}")
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        inboxes = list(self._inboxes.values())
+        self._inboxes.clear()
+        for inbox in inboxes:
+            inbox.task.cancel()
+        await asyncio.gather(*(i.task for i in inboxes), return_exceptions=True)
+        if self._publishes:
+            await asyncio.wait(self._publishes, timeout=1.0)
+        for task in list(self._publishes):
+            task.cancel()
+
+    # ---- connection side ---------------------------------------------------------------------
+    def ref(self, conn: LocalConnection) -> ConnRef:
+        return (self.process_id, conn.conn_id)
+
+    async def join(self, conn: LocalConnection, claims: TokenClaims, msg: Join) -> None:
+        ttl = self.settings.server.presence_ttl_s
+        conn.owner = await self.store.claim_room(claims.room, self.process_id, ttl)
+        await self._dispatch(conn, {"op": "join", "claims": claims.as_dict(), "msg": msg.model_dump()}, msg)
+
+    async def forward(self, conn: LocalConnection, msg: Any) -> None:
+        await self._dispatch(conn, {"op": "msg", "msg": msg.model_dump()}, msg)
+
+    async def closed(self, conn: LocalConnection, reason: str = "disconnected") -> None:
+        self.local.pop(conn.conn_id, None)
+        if conn.owner is not None:
+            await self._dispatch(conn, {"op": "close", "reason": reason}, None)
+
+    async def _dispatch(self, conn: LocalConnection, op: dict[str, Any], parsed: Any) -> None:
+        if conn.owner == self.process_id:
+            await self._execute(self.ref(conn), op, parsed)
+            return
+        op = {"kind": "op", "conn": list(self.ref(conn)), **op}
+        try:
+            await self.bus.publish(str(conn.owner), op)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("publish to owner %s failed: %s", conn.owner, exc)
+            conn.send(error_message("room_unavailable", "the room's server does not answer",
+                                    getattr(parsed, "id", None)))
+
+    # ---- owner side -----------------------------------------------------------------------
+    async def _execute(self, conn: ConnRef, op: dict[str, Any], parsed: Any = None) -> None:
+        kind = op.get("op")
+        try:
+            if kind == "close":
+                await self.manager.leave(conn, op.get("reason", "disconnected"))
+                return
+            msg = parsed if parsed is not None else _ADAPTER.validate_python(op["msg"])
+            if kind == "join":
+                claims = TokenClaims(**op["claims"])
+                await self.manager.join(conn, claims, msg.lang, msg.scenario, msg.id)
+            elif msg.type == "leave":
+                await self.manager.leave(conn, "left")
+                self.drop(conn, 1000, "left")
+            else:
+                await self.manager.handle(conn, msg)
+        except ProtocolError as exc:
+            err = error_message(exc.reason, exc.message, exc.ref)
+            if kind == "join":
+                err["_join_failed"] = True  # stripped by the connection; lets it try join again
+            self.send(conn, err)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one bad op must not take the room down
+            log.exception("room op %s from %s failed", kind, conn)
+            self.send(conn, error_message("internal", "server error handling the message", None))
+
+    # ---- Outbox (used by the room engine) -----------------------------------------------------
+    def send(self, conn: ConnRef, msg: dict[str, Any]) -> None:
+        if conn[0] == self.process_id:
+            local = self.local.get(conn[1])
+            if local is not None:
+                local.send(msg)
+            return
+        self._publish(conn[0], {"kind": "deliver", "conn": conn[1], "msg": msg})
+
+    def drop(self, conn: ConnRef, code: int, reason: str) -> None:
+        if conn[0] == self.process_id:
+            local = self.local.get(conn[1])
+            if local is not None:
+                local.drop(code, reason)
+            return
+        self._publish(conn[0], {"kind": "drop", "conn": conn[1], "code": code, "reason": reason})
+
+    def _publish(self, process_id: str, message: dict[str, Any]) -> None:
+        # Outbox calls are synchronous (emit never blocks); the publish is a short owned task.
+        task = asyncio.create_task(self._publish_now(process_id, message))
+        self._publishes.add(task)
+        task.add_done_callback(self._publishes.discard)
+
+    async def _publish_now(self, process_id: str, message: dict[str, Any]) -> None:
+        try:
+            await self.bus.publish(process_id, message)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("bus publish to %s failed: %s", process_id, exc)
+
+    async def _on_bus(self, message: dict[str, Any]) -> None:
+        kind = message.get("kind")
+        if kind == "op":
+            conn = (str(message["conn"][0]), str(message["conn"][1]))
+            inbox = self._inboxes.get(conn)
+            if inbox is None:
+                if message.get("op") == "close":
+                    await self.manager.leave(conn, message.get("reason", "disconnected"))
+                    return
+                inbox = self._inboxes[conn] = _RemoteInbox(self, conn)
+            try:
+                inbox.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                log.error("inbox for %s full; dropping connection", conn)
+                self.drop(conn, 1008, "too_many_messages")
+        elif kind == "deliver":
+            local = self.local.get(str(message.get("conn")))
+            if local is not None:
+                local.send(message["msg"])
+        elif kind == "drop":
+            local = self.local.get(str(message.get("conn")))
+            if local is not None:
+                local.drop(int(message.get("code", 1000)), str(message.get("reason", "")))
+
+    # ---- liveness --------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        ttl = self.settings.server.presence_ttl_s
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                rooms = list(self.manager.rooms)
+                await self.store.heartbeat(self.process_id, rooms, ttl)
+                for room_id in rooms:  # expired during a stall: take it back
+                    if await self.store.room_owner(room_id) is None:
+                        await self.store.claim_room(room_id, self.process_id, ttl)
+                await self._check_remote_owners()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("heartbeat failed: %s", exc)
+
+    async def _check_remote_owners(self) -> None:
+        """Connections whose room owner vanished get told and closed, so clients can rejoin."""
+        for conn in list(self.local.values()):
+            if conn.owner is None or conn.owner == self.process_id or conn.claims is None:
+                continue
+            if await self.store.room_owner(conn.claims.room) != conn.owner:
+                conn.send(error_message("room_lost", "the room's server went away; join again", None))
+                conn.drop(1012, "room_lost")

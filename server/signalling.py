@@ -1,0 +1,205 @@
+"""``GET /ws``: authenticate, validate and route every client message; errors never close the socket
+(except a refused token at join, and oversize frames)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from server.auth import TokenClaims, TokenError, verify_token
+from server.protocol import Join, Leave, Ping, ProtocolError, check_role, error_message, parse_client_message
+
+log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT_S = 10.0
+OUTBOX_SIZE = 512  # a client this far behind is closed, not buffered without bound
+CLOSE_AUTH = 4401
+RETRY_AFTER_S = 5
+_CLOSE = object()
+
+
+class Connection:
+    """A WebSocket on this process. ``send`` never blocks: one owned writer task per socket."""
+
+    def __init__(self, ws: web.WebSocketResponse, app_state: Any) -> None:
+        self.conn_id = uuid.uuid4().hex
+        self.ws = ws
+        self.state = app_state
+        self.claims: TokenClaims | None = None
+        self.owner: str | None = None
+        self.joining = False  # join forwarded to the owner; reply may still be on its way
+        self.joined = False
+        self.closing = False
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(OUTBOX_SIZE)
+        self.writer = asyncio.create_task(self._write(), name=f"ws-writer:{self.conn_id[:8]}")
+
+    def send(self, msg: dict[str, Any]) -> None:
+        if self.closing:
+            return
+        if msg.get("type") == "joined":
+            self.joined = True
+        elif msg.pop("_join_failed", False):
+            self.joining = False
+            msg = dict(msg)
+        if msg.get("type") == "error":
+            self.state.metrics.signalling_errors.labels(reason=str(msg.get("reason"))).inc()
+        try:
+            self._queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            log.warning("connection %s: client too slow, closing", self.conn_id[:8])
+            self.drop(1008, "slow_consumer")
+
+    def drop(self, code: int, reason: str) -> None:
+        """Close after the queued messages went out."""
+        if self.closing:
+            return
+        self.closing = True
+        try:
+            self._queue.put_nowait((_CLOSE, code, reason))
+        except asyncio.QueueFull:
+            self.writer.cancel()
+            asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()[:120]))
+
+    async def _write(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, tuple) and item and item[0] is _CLOSE:
+                await self.ws.close(code=item[1], message=item[2].encode()[:120])
+                return
+            try:
+                await self.ws.send_str(json.dumps(item, separators=(",", ":"), default=str))
+            except (ConnectionError, RuntimeError):
+                return  # socket gone; the reader loop notices and cleans up
+
+    def error(self, reason: str, message: str, ref: str | None = None) -> None:
+        self.send(error_message(reason, message, ref))
+
+
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    from server.app import STATE  # late import: app imports this module
+
+    state = request.app[STATE]
+    settings = state.settings
+    if state.closing or state.manager.peer_count >= settings.server.max_sessions:
+        return web.json_response(
+            {"error": "server_busy", "message": "too many live sessions on this server, retry later"},
+            status=503, headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    # aiohttp's own cap closes the socket without a word; ours (in parse) replies too_large first.
+    ws = web.WebSocketResponse(max_msg_size=settings.server.max_ws_message_bytes * 4,
+                               heartbeat=settings.server.ws_heartbeat_s)
+    await ws.prepare(request)
+    conn = Connection(ws, state)
+    state.router.local[conn.conn_id] = conn
+    state.websockets.add(ws)
+    state.connections.add(conn)
+    state.metrics.connections.inc()
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    reason = "disconnected"
+    try:
+        while not conn.closing:
+            timeout = None if (conn.joined or conn.joining) else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                conn.error("join_timeout", f"send join within {JOIN_TIMEOUT_S:.0f} s")
+                conn.drop(CLOSE_AUTH, "join_timeout")
+                break
+            try:
+                raw = await ws.receive(timeout=timeout)
+            except asyncio.TimeoutError:
+                continue
+            if raw.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
+            if raw.type == WSMsgType.ERROR:
+                reason = "ws_error"
+                break
+            if raw.type != WSMsgType.TEXT:
+                conn.error("bad_json", "send JSON text frames, not binary")
+                continue
+            await _on_text(conn, state, raw.data)
+    except asyncio.CancelledError:
+        reason = "server_shutdown"
+        raise
+    finally:
+        conn.closing = True
+        state.websockets.discard(ws)
+        state.metrics.connections.dec()
+        try:
+            await _shutdown_connection(conn, state, reason)
+        finally:
+            conn.writer.cancel()
+            state.connections.discard(conn)
+    return ws
+
+
+async def _shutdown_connection(conn: Connection, state: Any, reason: str) -> None:
+    try:
+        await asyncio.shield(state.router.closed(conn, reason))
+    except Exception:  # noqa: BLE001
+        log.exception("closing connection %s failed", conn.conn_id[:8])
+    # let queued messages (errors before an auth close) go out, briefly
+    if not conn.writer.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(conn.writer), 0.5)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
+        conn.writer.cancel()
+        await asyncio.gather(conn.writer, return_exceptions=True)
+    if not conn.ws.closed:
+        await conn.ws.close()
+
+
+async def _on_text(conn: Connection, state: Any, text: str) -> None:
+    settings = state.settings
+    try:
+        msg = parse_client_message(text, settings)
+    except ProtocolError as exc:
+        conn.error(exc.reason, exc.message, exc.ref)
+        if exc.reason == "too_large" and len(text.encode("utf-8", "surrogatepass")) > settings.server.max_ws_message_bytes:
+            conn.drop(1009, "too_large")  # an oversize frame ends the connection; a big SDP alone does not
+        return
+    ref = getattr(msg, "id", None)
+    try:
+        if isinstance(msg, Join):
+            await _join(conn, state, msg)
+            return
+        if not (conn.joined or conn.joining):
+            raise ProtocolError("not_joined", "the first message must be join", ref)
+        if isinstance(msg, Ping):
+            conn.send({"type": "pong", "t": msg.t, "server_ns": time.perf_counter_ns(), "ref": ref})
+            return
+        assert conn.claims is not None
+        check_role(msg, conn.claims.role)
+        await state.router.forward(conn, msg)
+        if isinstance(msg, Leave) and conn.owner != state.process_id:
+            conn.drop(1000, "left")  # remote owner: don't wait for its drop
+    except ProtocolError as exc:
+        conn.error(exc.reason, exc.message, exc.ref)
+
+
+async def _join(conn: Connection, state: Any, msg: Join) -> None:
+    if conn.joined or conn.joining:
+        raise ProtocolError("already_joined", "this connection already joined", msg.id)
+    try:
+        claims = verify_token(state.settings.server.secret, msg.token)
+    except TokenError as exc:
+        conn.error(exc.reason, exc.message, msg.id)
+        conn.drop(CLOSE_AUTH, exc.reason)
+        return
+    if msg.room is not None and msg.room != claims.room:
+        conn.error("wrong_room", f"token is for another room than {msg.room!r}", msg.id)
+        conn.drop(CLOSE_AUTH, "wrong_room")
+        return
+    conn.claims = claims
+    conn.joining = True
+    try:
+        await state.router.join(conn, claims, msg)
+    except Exception as exc:  # noqa: BLE001 - store down etc.
+        conn.joining = False
+        log.warning("join failed: %s", exc)
+        raise ProtocolError("server_busy", "could not reach the room store, retry", msg.id) from None
