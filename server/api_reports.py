@@ -1,0 +1,124 @@
+"""REST routes for reports, recordings, progress and exports.
+
+A finished session's record carries the report built when it ended (server/practice.py); for
+older or interrupted records the report is rebuilt from the stored event log on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from coach.progress import metrics_csv, progress, sessions_csv
+from coach.report import build_report, render_report_html
+from coach.scenarios import Scenario
+from server.api import _error, _session_id, _state, _store
+from server.auth import ID_PATTERN
+from server.practice import load_session_scenario, resolve_path
+from server.protocol import ProtocolError
+
+MAX_PROGRESS_SESSIONS = 500
+
+
+def _scenario_or_none(request: web.Request, scenario_id: str | None) -> Scenario | None:
+    if not scenario_id:
+        return None
+    try:
+        return load_session_scenario(_state(request).settings, scenario_id)
+    except ProtocolError:  # the scenario was removed since: report without it
+        return None
+
+
+async def _report(request: web.Request, record: dict[str, Any]) -> dict[str, Any]:
+    report = record.get("report")
+    if report is None:
+        events = await _store(request).events(record["session_id"])
+        scenario = _scenario_or_none(request, record.get("scenario"))
+        report = await asyncio.get_running_loop().run_in_executor(
+            None, build_report, record, events, scenario, _state(request).settings.coach.alerts)
+    if record.get("recording"):
+        report = {**report, "recording_url": f"/api/sessions/{record['session_id']}/recording"}
+    return report
+
+
+async def _record_or_404(request: web.Request) -> dict[str, Any]:
+    record = await _store(request).get_session(_session_id(request))
+    if record is None:
+        raise web.HTTPNotFound(text='{"error":"not_found","message":"no such session"}',
+                               content_type="application/json")
+    return record
+
+
+async def session_report(request: web.Request) -> web.Response:
+    return web.json_response(await _report(request, await _record_or_404(request)))
+
+
+async def session_report_html(request: web.Request) -> web.Response:
+    report = await _report(request, await _record_or_404(request))
+    html = await asyncio.get_running_loop().run_in_executor(None, render_report_html, report)
+    return web.Response(text=html, content_type="text/html")
+
+
+async def session_recording(request: web.Request) -> web.StreamResponse:
+    record = await _record_or_404(request)
+    recordings = (resolve_path(_state(request).settings.server.data_dir) / "recordings").resolve()
+    raw = record.get("recording")
+    path = Path(raw).resolve() if raw else None
+    # Only files inside our recordings folder are served, whatever a record says.
+    if path is None or path.parent != recordings or not path.is_file():
+        return _error(404, "not_found", "this session has no recording")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+
+
+async def _reports_of(request: web.Request, user: str | None) -> list[dict[str, Any]]:
+    records = await _store(request).list_sessions(user=user, limit=MAX_PROGRESS_SESSIONS)
+    return [
+        {**r["report"], "started_at": r.get("started_at")}
+        for r in records
+        if r.get("report") is not None
+    ]
+
+
+async def trainee_progress(request: web.Request) -> web.Response:
+    user = request.match_info["user"]
+    if not ID_PATTERN.match(user):
+        return _error(400, "invalid_field", "bad user id")
+    split = request.query.get("split") or None
+    try:
+        result = progress(await _reports_of(request, user), split)
+    except ValueError:
+        return _error(400, "invalid_field", "split must be an ISO date, e.g. 2026-11-01")
+    return web.json_response({"user": user, **result})
+
+
+def _user_filter(request: web.Request) -> str | None:
+    user = request.query.get("user") or None
+    if user is not None and not ID_PATTERN.match(user):
+        raise web.HTTPBadRequest(text='{"error":"invalid_field","message":"bad user id"}',
+                                 content_type="application/json")
+    return user
+
+
+async def export_sessions_csv(request: web.Request) -> web.Response:
+    records = await _store(request).list_sessions(user=_user_filter(request), limit=MAX_PROGRESS_SESSIONS)
+    return web.Response(text=sessions_csv(records), content_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="sessions.csv"'})
+
+
+async def export_metrics_csv(request: web.Request) -> web.Response:
+    reports = await _reports_of(request, _user_filter(request))
+    return web.Response(text=metrics_csv(reports), content_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="metrics.csv"'})
+
+
+def add_report_routes(app: web.Application) -> None:
+    app.router.add_get("/api/sessions/{session_id}/report", session_report)
+    app.router.add_get("/api/sessions/{session_id}/report.html", session_report_html)
+    app.router.add_get("/api/sessions/{session_id}/recording", session_recording)
+    app.router.add_get("/api/trainees/{user}/progress", trainee_progress)
+    app.router.add_get("/api/export/sessions.csv", export_sessions_csv)
+    app.router.add_get("/api/export/metrics.csv", export_metrics_csv)

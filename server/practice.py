@@ -1,0 +1,288 @@
+"""Media hooks: what the server runs on a primary participant's audio.
+
+- trainee (practice room): inbound audio → CustomerAgent (VAD → STT → LLM → TTS) → paced output
+  track on the same peer, plus live alerts, a stereo recording and, at the end, the scored report.
+- streamer (shadowed stream): inbound audio → VAD (+ STT for the transcript) → live alerts for the
+  mentor, plus a recording and a report.
+
+The room engine (server/rooms.py) calls ``CoachHooks.attach`` after the offer is applied and before
+the answer is made; what we return is closed when the session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coach.agent import CustomerAgent
+from coach.alerts import LiveAlerts
+from coach.contracts import ProviderError
+from coach.providers.factory import Providers, build_providers
+from coach.settings import ProviderSettings
+from coach.report import build_report
+from coach.scenarios import Scenario, ScenarioError, get_scenario
+from coach.vad import SileroVad, SpeechEnd, SpeechStart, VadSegmenter
+from media.inbound import InboundAudio
+from media.outbound import PacedAudioTrack
+from media.recorder import SessionRecorder
+from server.protocol import ProtocolError
+from server.rooms import MediaContext
+from server.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+ALERT_TICK_S = 0.25
+MAX_SESSION_EVENTS = 50_000  # report input kept in memory; far above a 1-hour session
+
+
+def resolve_path(path: str) -> Path:
+    """Relative config paths are relative to the project, not to the caller's cwd."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else PROJECT_ROOT / p
+
+
+def load_session_scenario(settings: Settings, scenario_id: str | None) -> Scenario:
+    """The scenario named at join (or the configured default); unknown → ProtocolError."""
+    wanted = scenario_id or settings.coach.default_scenario
+    try:
+        return get_scenario(resolve_path(settings.coach.scenarios_dir), wanted)
+    except (KeyError, ScenarioError) as exc:
+        raise ProtocolError("unknown_scenario", str(exc).strip("'\"")[:300]) from None
+
+
+class SessionTap:
+    """The SessionEvents a pipeline emits into: forwards to the room, feeds live alerts, and keeps
+    the session's events for the final report (the room's log writer may still be flushing)."""
+
+    def __init__(self, room_events: Any, alerts: LiveAlerts | None = None) -> None:
+        self._room = room_events
+        self.alerts = alerts
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, event: dict[str, Any]) -> None:
+        event = dict(event)
+        event.setdefault("t_ns", time.perf_counter_ns())
+        if len(self.events) < MAX_SESSION_EVENTS:
+            self.events.append(event)
+        self._room.emit(event)
+        if self.alerts is not None and event.get("type") != "alert":
+            self.alerts.on_event(event)
+
+
+class _Pipeline:
+    """Shared lifecycle of both pipelines: inbound pump, alert ticker, recorder, final report."""
+
+    kind = "practice"
+
+    def __init__(self, ctx: MediaContext, scenario: Scenario | None, speaker: str) -> None:
+        self.ctx = ctx
+        self.scenario = scenario
+        self.speaker = speaker
+        settings = ctx.settings
+        self.language = scenario.language if scenario else (ctx.lang or "en")
+        self.tap = SessionTap(ctx.events)
+        self.tap.alerts = LiveAlerts(settings.coach.alerts, scenario, self.tap.emit, speaker=speaker,
+                                     language=self.language)
+        self.recorder: SessionRecorder | None = None
+        if settings.media.record_audio:
+            path = resolve_path(settings.server.data_dir) / "recordings" / f"{ctx.session_id}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.recorder = SessionRecorder(path)
+        self.inbound: InboundAudio | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def start_common(self, on_pcm: Any) -> None:
+        audio = next((t for t in self.ctx.remote_tracks if t.kind == "audio"), None)
+        if audio is not None:
+            self.inbound = InboundAudio(audio, on_pcm)
+            self.inbound.start()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name=f"alerts:{self.ctx.session_id}")
+        self.tap.emit({
+            "type": "session_config", "kind": self.kind, "scenario": self.scenario.id if self.scenario else None,
+            "language": self.language, "speaker": self.speaker, "user": self.ctx.user, "wall_s": time.time(),
+        })
+
+    async def _tick(self) -> None:
+        assert self.tap.alerts is not None
+        while True:
+            await asyncio.sleep(ALERT_TICK_S)
+            self.tap.alerts.tick(time.perf_counter_ns())
+
+    async def close_common(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        if self.inbound is not None:
+            await self.inbound.stop()
+
+    async def finish(self) -> None:
+        """Close the recording and store the report in the session record."""
+        ctx = self.ctx
+        recording: str | None = None
+        if self.recorder is not None:
+            try:
+                path = await self.recorder.close()
+                recording = str(path) if self.recorder.duration_s > 0 else None
+            except Exception:  # noqa: BLE001 - a failed recording must not lose the report
+                log.exception("session %s: closing the recording failed", ctx.session_id)
+        try:
+            record = await ctx.store.get_session(ctx.session_id) or {"session_id": ctx.session_id}
+            record.update(scenario=self.scenario.id if self.scenario else None, language=self.language,
+                          recording=recording)
+            # ~0.3 s for an hour-long session: keep it off the event loop.
+            record["report"] = await asyncio.get_running_loop().run_in_executor(
+                None, build_report, record, self.tap.events, self.scenario, ctx.settings.coach.alerts)
+            await ctx.store.save_session(record)
+        except Exception:  # noqa: BLE001
+            log.exception("session %s: building the report failed", ctx.session_id)
+
+
+class PracticeSession(_Pipeline):
+    """Trainee ↔ AI customer."""
+
+    kind = "practice"
+
+    def __init__(self, ctx: MediaContext, scenario: Scenario, providers: Providers, vad: SileroVad) -> None:
+        super().__init__(ctx, scenario, speaker="trainee")
+        on_frame = self.recorder.on_output_frame if self.recorder else None
+        self.output = PacedAudioTrack.from_settings(ctx.settings.media, on_frame=on_frame)
+        self.agent = CustomerAgent(session_id=ctx.session_id, scenario=scenario, providers=providers,
+                                   output=self.output, events=self.tap, settings=ctx.settings.coach, vad=vad)
+
+    def _on_pcm(self, pcm: np.ndarray, t_ns: int) -> None:
+        self.agent.feed(pcm, t_ns)
+        if self.recorder is not None:
+            self.recorder.add_left(pcm, t_ns)
+
+    async def start(self) -> None:
+        self.ctx.pc.addTrack(self.output)  # reuses the offer's audio transceiver (sendrecv)
+        await self.agent.start()
+        self.start_common(self._on_pcm)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.close_common()
+        await self.agent.close()
+        self.output.stop()
+        await self.finish()
+
+
+class StreamAnalysis(_Pipeline):
+    """Shadowed streamer: VAD + transcript for live metrics and alerts (no agent)."""
+
+    kind = "shadow"
+    MAX_PENDING_STT = 2  # a busy STT skips utterances rather than queueing without bound
+
+    def __init__(self, ctx: MediaContext, scenario: Scenario | None, providers: Providers | None,
+                 vad: SileroVad) -> None:
+        super().__init__(ctx, scenario, speaker="streamer")
+        self.segmenter = VadSegmenter(ctx.settings.coach.vad, vad=vad)
+        self.stt = providers.stt if providers else None
+        self._stt_tasks: set[asyncio.Task[None]] = set()
+
+    def _on_pcm(self, pcm: np.ndarray, t_ns: int) -> None:
+        if self.recorder is not None:
+            self.recorder.add_left(pcm, t_ns)
+        for ev in self.segmenter.feed(pcm, t_ns):  # VAD inline: ~80 µs per 32 ms chunk
+            if isinstance(ev, SpeechStart):
+                self.tap.emit({"type": "vad", "speaker": self.speaker, "edge": "start",
+                               "speech_start_ns": ev.onset_ns, "t_ns": t_ns})
+            elif isinstance(ev, SpeechEnd):
+                self.tap.emit({"type": "vad", "speaker": self.speaker, "edge": "end",
+                               "speech_start_ns": ev.onset_ns, "speech_end_ns": ev.end_ns, "t_ns": ev.decided_ns})
+                self._transcribe(ev)
+
+    def _transcribe(self, ev: SpeechEnd) -> None:
+        if self.stt is None:
+            return
+        if len(self._stt_tasks) >= self.MAX_PENDING_STT:
+            log.warning("session %s: STT busy, utterance not transcribed", self.ctx.session_id)
+            return
+        task = asyncio.get_running_loop().create_task(self._stt(ev), name=f"stt:{self.ctx.session_id}")
+        self._stt_tasks.add(task)
+        task.add_done_callback(self._stt_tasks.discard)
+
+    async def _stt(self, ev: SpeechEnd) -> None:
+        assert self.stt is not None
+        try:
+            text = await self.stt.transcribe(ev.audio, 16_000, self.language)
+        except ProviderError as exc:
+            self.tap.emit({"type": "error", "stage": "stt", "reason": str(exc)})
+            return
+        if text.strip():
+            self.tap.emit({"type": "transcript", "speaker": self.speaker, "text": text.strip(), "final": True,
+                           "start_ns": ev.onset_ns, "end_ns": ev.end_ns})
+
+    async def start(self) -> None:
+        self.start_common(self._on_pcm)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.close_common()
+        for task in list(self._stt_tasks):
+            task.cancel()
+        await asyncio.gather(*self._stt_tasks, return_exceptions=True)
+        await self.finish()
+
+
+def preload_providers(settings: ProviderSettings) -> None:
+    """Do the imports and loads that would otherwise stall the event loop on the first turn.
+
+    The openai package loads each resource module on first attribute access (measured here:
+    ~1 s of the first turn's STT/LLM/TTS time, spent on the event loop).
+    """
+    if "openai" in (settings.stt, settings.llm, settings.tts):
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(api_key="preload", base_url="http://127.0.0.1:9/v1")
+        _ = (client.chat.completions, client.audio.transcriptions, client.audio.speech)
+
+
+class CoachHooks:
+    """The default MediaHooks of `livecoach serve`: AI customer for trainees, analysis for streamers.
+
+    Build it before the loop serves (``make_app`` time): the constructor preloads providers.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._vad: SileroVad | None = None
+        if settings is not None:
+            preload_providers(settings.coach.providers)
+            self._vad = SileroVad.shared()
+
+    def _shared_vad(self) -> SileroVad:
+        if self._vad is None:
+            self._vad = SileroVad.shared()
+        return self._vad
+
+    async def attach(self, ctx: MediaContext) -> PracticeSession | StreamAnalysis | None:
+        if ctx.role == "trainee":
+            scenario = load_session_scenario(ctx.settings, ctx.scenario)
+            providers = build_providers(ctx.settings.coach.providers, scenario)
+            session = PracticeSession(ctx, scenario, providers, self._shared_vad())
+        elif ctx.role == "streamer":
+            scenario = load_session_scenario(ctx.settings, ctx.scenario) if ctx.scenario else None
+            try:
+                providers = build_providers(ctx.settings.coach.providers, scenario)
+            except Exception:  # noqa: BLE001 - analysis without transcripts is still useful
+                log.exception("streamer analysis: providers unavailable, VAD only")
+                providers = None
+            session = StreamAnalysis(ctx, scenario, providers, self._shared_vad())
+        else:
+            return None
+        try:
+            await session.start()
+        except BaseException:
+            await session.close()
+            raise
+        return session
