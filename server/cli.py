@@ -8,9 +8,13 @@ import importlib
 import logging
 import signal
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from server.auth import ROLES, issue_token
+
+if TYPE_CHECKING:
+    from server.practice import CoachHooks
+    from server.settings import Settings
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -36,16 +40,13 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _hooks(settings: object) -> object | None:
-    """The coach hooks (server/practice.py): AI customer for trainees, analysis for streamers."""
-    try:
-        practice = importlib.import_module("server.practice")
-    except ModuleNotFoundError as exc:
-        if exc.name != "server.practice":
-            raise
-        logging.getLogger(__name__).warning("server.practice missing: serving without the AI customer")
-        return None
-    return practice.CoachHooks(settings)
+def _hooks(settings: "Settings") -> "CoachHooks":
+    """AI customer for trainees, analysis for streamers (built before the loop serves).
+
+    Imported here, not at the top: `livecoach token` should not load aiortc and the models."""
+    from server.practice import CoachHooks
+
+    return CoachHooks(settings)
 
 
 async def serve(config: str | None, host: str | None, port: int | None, process_id: str | None) -> None:

@@ -239,8 +239,13 @@ def preload_providers(settings: ProviderSettings) -> None:
     """Do the imports and loads that would otherwise stall the event loop on the first turn.
 
     The openai package loads each resource module on first attribute access (measured here:
-    ~1 s of the first turn's STT/LLM/TTS time, spent on the event loop).
+    ~1 s of the first turn's STT/LLM/TTS time, spent on the event loop); whisper takes 1-2 s to
+    assemble and load.
     """
+    if settings.stt == "whisper":
+        from coach.providers.whisper import preload
+
+        preload(settings.whisper)  # loads in the whisper thread; does not block here
     if "openai" in (settings.stt, settings.llm, settings.tts):
         from openai import AsyncOpenAI
 

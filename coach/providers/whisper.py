@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import av
@@ -64,6 +64,12 @@ def _load_model(settings: WhisperSettings) -> Any:
             raise ProviderError("stt", f"cannot load whisper model from {model_dir}: {exc}") from exc
         _models[key] = model
     return model
+
+
+def preload(settings: WhisperSettings) -> Future[Any]:
+    """Start assembling + loading the model in the whisper thread now (returns at once), so the
+    first turn does not pay for it."""
+    return _get_executor().submit(_load_model, settings)
 
 
 def to_float16k(pcm16: np.ndarray, sample_rate: int) -> np.ndarray:
