@@ -123,9 +123,10 @@ async def test_turn_reply_audio_and_ordered_timestamps(fixtures_dir: Path) -> No
     assert t.error is None
     # endpointing: decision ≈ silence window after the speech end
     assert 400 <= (t.eot_decision_ns - t.user_speech_end_ns) / 1e6 <= 900
-    # the reply's audio came out: ~60 ms per char of the fake tone, played in real time
+    # the reply's audio came out: ~60 ms per char of the fake tone, played in real time (never
+    # faster; a loaded CI machine's stalled loop may stretch it, which the upper bound allows)
     played_ms = (t.reply_done_ns - t.first_reply_frame_ns) / 1e6
-    assert played_ms == pytest.approx(len(REPLY) * 60, rel=0.1, abs=200)
+    assert len(REPLY) * 60 * 0.9 <= played_ms <= len(REPLY) * 60 * 1.6
     assert {"stt", "llm", "llm_first_token", "tts"} <= set(t.stage_ms)
     # TTS started on the first clause, before the LLM finished: first request is "Sure."
     speech_reqs = fake.paths("/audio/speech")
