@@ -1,0 +1,277 @@
+"""Latency at load: N = 1, 10, 20, 40 concurrent practice sessions, measured at the client.
+
+    python bench/bench_latency.py [--levels 1,10,20,40] [--turns 2] [--workers 1] [--client-procs 0]
+
+Processes (all loopback): one FakeOpenAI (fixed delays: STT 100 ms, LLM first token 150 ms,
+TTS 50 ms; TTS is a 220 Hz tone), W `livecoach serve` workers (several share one Redis), and
+client processes running the `livecoach qa` harness. Prints one JSON document on stdout:
+client turn latency p50/p95, server overhead p95 (first frame − EOT − provider time), barge-in
+heard-stop p95, underruns, server CPU per session (from /proc/<pid>/stat of the workers).
+
+Honesty note: this machine has 2 cores shared by server(s), clients and the fake provider; the
+client side (Opus decode + aiortc per session) costs about as much as the server side, so high-N
+numbers are bounded by the client as much as by the server. "client_cpu_pct" is reported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(os.environ.get("LIVECOACH_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(ROOT))
+TOTAL_BUDGET_S = 8 * 60 - 20  # the whole bench stays under 8 minutes
+
+FAKE_SERVER = r"""
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+from tests.fakes.openai_server import FakeOpenAI
+
+async def main():
+    async with FakeOpenAI(reply="Sure, it is gentle on sensitive skin. It has no fragrance at all.",
+                          stt_text="Does this face cream suit sensitive skin?",
+                          stt_delay_s=0.1, first_token_delay_s=0.15, tts_delay_s=0.05,
+                          tts_ms_per_char=30.0) as fake:
+        print(fake.base_url, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+asyncio.run(main())
+"""
+
+# `python -m server` is the livecoach console script (works without an installed entry point).
+LIVECOACH = [sys.executable, "-m", "server"]
+
+# Same as `livecoach serve`, but always with the AI-customer hooks (whatever server.practice names
+# them), so the bench does not depend on how the CLI picks them up.
+SERVE = r"""
+import asyncio, signal, sys
+sys.path.insert(0, sys.argv[1])
+from aiohttp import web
+import server.practice as practice
+from server.app import make_app
+from server.settings import load_settings
+
+async def main(port):
+    settings = load_settings()
+    settings.server.port = port
+    hooks = getattr(practice, "PracticeHooks", None) or getattr(practice, "CoachHooks")
+    runner = web.AppRunner(make_app(settings, hooks=hooks()), handle_signals=False,
+                           shutdown_timeout=settings.server.shutdown_timeout_s)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+asyncio.run(main(int(sys.argv[2])))
+"""
+
+
+def pin(cpus: set[int] | None):
+    """preexec_fn pinning a child to cores (notes: unpinned workers did worse at the same N)."""
+    if not cpus:
+        return None
+    usable = cpus & os.sched_getaffinity(0)
+    return (lambda: os.sched_setaffinity(0, usable)) if usable else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process (and its reaped children), in seconds, from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # fields[0] is state (field 3): utime=14, stime=15, cutime=16, cstime=17 → indices 11..14
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def wait_http(url: str, timeout_s: float) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server at {url} did not become healthy in {timeout_s:.0f} s")
+
+
+def start_workers(n: int, fake_url: str, data_dir: str, redis_url: str | None,
+                  pin_cores: bool) -> list[tuple[subprocess.Popen, str]]:
+    workers = []
+    ncpu = os.cpu_count() or 1
+    for i in range(n):
+        port = free_port()
+        env = {**os.environ,
+               "LIVECOACH_SERVER__PORT": str(port), "LIVECOACH_SERVER__HOST": "127.0.0.1",
+               "LIVECOACH_SERVER__DATA_DIR": os.path.join(data_dir, f"w{i}"),
+               "LIVECOACH_SERVER__MAX_SESSIONS": "100",
+               "LIVECOACH_MEDIA__ICE_LOOPBACK_ONLY": "true",
+               "LIVECOACH_MEDIA__RECORD_AUDIO": "false",
+               "LIVECOACH_COACH__PROVIDERS__STT": "openai", "LIVECOACH_COACH__PROVIDERS__LLM": "openai",
+               "LIVECOACH_COACH__PROVIDERS__TTS": "openai",
+               "LIVECOACH_COACH__PROVIDERS__OPENAI__BASE_URL": fake_url,
+               "LIVECOACH_COACH__PROVIDERS__OPENAI__API_KEY": "bench"}
+        env.pop("REDIS_URL", None)
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        os.makedirs(env["LIVECOACH_SERVER__DATA_DIR"], exist_ok=True)
+        cpus = {i % ncpu} if pin_cores else None
+        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(ROOT), str(port)], env=env,
+                                cwd=ROOT, stdout=subprocess.DEVNULL, preexec_fn=pin(cpus),
+                                stderr=open(os.path.join(data_dir, f"w{i}.log"), "w"))
+        workers.append((proc, f"http://127.0.0.1:{port}"))
+    for proc, url in workers:
+        wait_http(url, 30)
+    return workers
+
+
+def run_level(n: int, turns: int, workers: list[tuple[subprocess.Popen, str]], client_procs: int,
+              out_dir: str, timeout_s: float, warmup: bool = False) -> dict:
+    """One concurrency level: split n sessions over client processes and workers, merge the JSON."""
+    procs = client_procs or max(1, min(4, (n + 9) // 10))
+    share = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    cpu0 = {p.pid: cpu_s(p.pid) for p, _ in workers}
+    # Reaped children during this level are exactly the client processes: their CPU via rusage.
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    clients = []
+    for i, k in enumerate(s for s in share if s):
+        url = workers[i % len(workers)][1]
+        out = os.path.join(out_dir, f"{'warm' if warmup else 'n'}{n}-c{i}.json")
+        argv = ["--url", url, "--sessions", str(k), "--turns", str(turns),
+                "--prompt", str(FIXTURES / "en_question.wav"), "--barge-in", str(FIXTURES / "en_interrupt.wav"),
+                "--scenario", "skincare-sensitive-en", "--ramp", str(min(5.0, 0.1 * k)), "--json", out,
+                "--quiet", "--reply-timeout", "10"]
+        # Clients go on the core(s) the workers do not use, when there is one.
+        spare = set(range(os.cpu_count() or 1)) - {w % (os.cpu_count() or 1) for w in range(len(workers))}
+        clients.append((subprocess.Popen([*LIVECOACH, "qa", *argv], cwd=ROOT, preexec_fn=pin(spare or None),
+                                         stdout=subprocess.DEVNULL, stderr=open(out + ".log", "w")), out))
+    for proc, _ in clients:
+        try:
+            proc.wait(timeout=max(5.0, timeout_s - (time.monotonic() - t0)))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(10)
+    wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    server_cpu = sum(cpu_s(p.pid) - cpu0[p.pid] for p, _ in workers)
+    turns_all, sessions_all, health = [], [], []
+    for proc, out in clients:
+        try:
+            data = json.loads(Path(out).read_text())
+        except (OSError, ValueError):
+            log = Path(out + ".log").read_text(errors="replace")[-500:] if Path(out + ".log").exists() else ""
+            sys.stderr.write(f"client for n={n} wrote no JSON (rc={proc.returncode}): {log}\n")
+            continue
+        for run in data["runs"]:
+            health.append(run.get("client_health") or {})
+            turns_all += run["turns"]
+            sessions_all += run["session_results"]
+    from server.qa.measure import summarize_run
+
+    s = summarize_run(turns_all, sessions_all)
+    return {
+        "sessions": n, "client_processes": len(clients), "workers": len(workers), "wall_s": round(wall, 1),
+        "turns_ok": s["turns"] - s["failed_turns"], "turns": s["turns"], "failed_sessions": s["failed_sessions"],
+        "turn_p50_ms": s["turn_ms"]["p50"], "turn_p95_ms": s["turn_ms"]["p95"],
+        "server_overhead_p95_ms": s["server_overhead_ms"]["p95"],
+        "server_sum_p50_ms": s["server_sum_ms"]["p50"],
+        "endpointing_p50_ms": s["stages_ms"]["endpointing"]["p50"],
+        "transport_p50_ms": s["stages_ms"]["transport"]["p50"],
+        "uplink_p50_ms": s["stages_ms"]["uplink"]["p50"],
+        "bargein_p95_ms": s["bargein_ms"]["p95"], "bargein_n": s["bargein_ms"]["n"],
+        "connect_p95_ms": s["connect_ms"]["p95"],
+        "underruns": s["underruns"], "holes": s["holes"], "packets_lost": s["packets_lost"],
+        "server_cpu_pct": round(100 * server_cpu / wall, 1),
+        "server_cpu_pct_per_session": round(100 * server_cpu / wall / n, 2),
+        "client_cpu_pct": round(100 * client_cpu / wall, 1),
+        # If these are high the clients, not the server, were the bottleneck (numbers then pessimistic).
+        "client_loop_lag_p99_ms": max((h.get("loop_lag_p99_ms") or 0 for h in health), default=None),
+        "client_send_lag_max_ms": max((h.get("send_lag_max_ms") or 0 for h in health), default=None),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--levels", default="1,10,20,40")
+    ap.add_argument("--turns", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1, help="livecoach serve processes (>1 shares one Redis)")
+    ap.add_argument("--client-procs", type=int, default=0, help="client processes per level (0 = auto)")
+    ap.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"))
+    ap.add_argument("--no-pin", action="store_true", help="do not pin workers/clients to cores")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    t_start = time.monotonic()
+    data_dir = tempfile.mkdtemp(prefix="livecoach-bench-")
+    fake = subprocess.Popen([sys.executable, "-c", FAKE_SERVER, str(ROOT)], stdin=subprocess.PIPE,
+                            preexec_fn=pin({1} if args.workers == 1 and not args.no_pin else None),
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    workers: list[tuple[subprocess.Popen, str]] = []
+    results = []
+    try:
+        fake_url = fake.stdout.readline().strip() if fake.stdout else ""
+        if not fake_url:
+            raise RuntimeError("FakeOpenAI did not start")
+        workers = start_workers(args.workers, fake_url, data_dir, args.redis_url if args.workers > 1 else None,
+                                pin_cores=not args.no_pin)
+        # Warm-up (not reported): the first session pays model loading and connection set-up.
+        sys.stderr.write("[bench] warm-up session\n")
+        run_level(1, 1, workers, 1, data_dir, 60, warmup=True)
+        for n in levels:
+            left = TOTAL_BUDGET_S - (time.monotonic() - t_start)
+            if left < 30:
+                results.append({"sessions": n, "skipped": "time budget (8 min) used up"})
+                continue
+            sys.stderr.write(f"[bench] level n={n} ({left:.0f} s budget left)\n")
+            results.append(run_level(n, args.turns, workers, args.client_procs, data_dir, min(left, 150)))
+            sys.stderr.write(f"[bench] {json.dumps(results[-1])}\n")
+    finally:
+        for proc, _ in workers:
+            proc.send_signal(signal.SIGTERM)
+        for proc, _ in workers:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if fake.stdin:
+            fake.stdin.close()
+        try:
+            fake.wait(5)
+        except subprocess.TimeoutExpired:
+            fake.kill()
+    print(json.dumps({
+        "bench": "latency", "cpus": os.cpu_count(), "workers": args.workers, "turns_per_session": args.turns,
+        "pinned": not args.no_pin,
+        "provider_delays_ms": {"stt": 100, "llm_first_token": 150, "tts": 50},
+        "levels": results, "total_s": round(time.monotonic() - t_start, 1),
+        "note": "client and server share the same 2 cores; client CPU is included in client_cpu_pct",
+    }, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,592 @@
+"""`livecoach qa` runner: N concurrent headless aiortc trainees, measured at the client.
+
+Each session joins its own practice room, plays the prompt WAVs turn by turn on a paced track and
+watches the energy of the audio it receives (perf_counter_ns at recv()). After all sessions end,
+the server's per-turn stage timestamps (GET /api/sessions/{sid}/turns) are joined to each turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fractions
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import aiohttp
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from server.qa.measure import (
+    ClockAlignment,
+    ReceivedAudioMonitor,
+    SpeechSpan,
+    detect_speech_span,
+    match_server_turn,
+    server_overhead_ms,
+    server_stage_sum_ms,
+    stage_breakdown,
+    summarize_run,
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class QaConfig:
+    url: str
+    sessions: int
+    turns: int
+    prompts: list[str]
+    scenario: str | None = None
+    barge_in: str | None = None
+    ramp_s: float = 0.0
+    secret: str | None = None  # sign tokens locally instead of POST /api/dev/token
+    lang: str | None = None
+    greet_wait_s: float = 3.0  # how long to wait for the customer's greeting before turn 1
+    settle_ms: float = 800.0  # received silence that means the reply is over
+    reply_timeout_s: float = 15.0
+    barge_in_after_s: float = 1.0
+    max_connecting: int = 8  # handshakes in flight at once (staggering alone may bunch up)
+    room_prefix: str = ""
+    run_timeout_s: float | None = None
+
+    def validate(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"--url {self.url!r}: expected http://HOST:PORT")
+        if self.sessions < 1 or self.turns < 1:
+            raise ValueError("--sessions and --turns must be >= 1")
+        if not self.prompts:
+            raise ValueError("at least one --prompt WAV is required")
+        if self.ramp_s < 0:
+            raise ValueError("--ramp must be >= 0")
+        for p in self.prompts + ([self.barge_in] if self.barge_in else []):
+            detect_speech_span(p)  # raises ValueError with the file's problem
+
+
+@dataclass(slots=True)
+class SessionResult:
+    session: int
+    room: str
+    user: str
+    session_id: str | None = None
+    connect_ms: float | None = None  # join sent → peer connected
+    first_audio_ms: float | None = None  # join sent → first received audio frame
+    send_lag_max_ms: float | None = None  # worst lateness of our mic track (client overloaded?)
+    join_ms: float | None = None
+    greeting: bool = False
+    packets_lost: int | None = None
+    error: str | None = None
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    token: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"session": self.session, "room": self.room, "user": self.user, "session_id": self.session_id,
+                "connect_ms": self.connect_ms,
+                "first_audio_ms": self.first_audio_ms, "send_lag_max_ms": self.send_lag_max_ms, "join_ms": self.join_ms, "greeting": self.greeting,
+                "packets_lost": self.packets_lost, "error": self.error, "turns": len(self.turns)}
+
+
+def _is_loopback(url: str) -> bool:
+    """Same-machine server: gather only 127.0.0.1 candidates (aioice skips loopback otherwise)."""
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+def _ms(a: int | None, b: int | None) -> float | None:
+    return None if a is None or b is None else round((a - b) / 1e6, 1)
+
+
+# ---- the client's microphone ------------------------------------------------------------------------
+
+
+class PromptTrack(MediaStreamTrack):
+    """Paced 20 ms mono frames of queued prompts, silence in between.
+
+    For each played file it records when the frames holding the speech onset and offset actually
+    left recv() (not start + offset: after an event-loop stall the sender bursts to catch up, and
+    the computed time would be wrong). ``max_lag_ms`` = worst lateness vs the real-time schedule.
+    """
+
+    kind = "audio"
+
+    def __init__(self, sample_rate: int = 48_000, frame_ms: int = 20) -> None:
+        super().__init__()
+        self.rate = sample_rate
+        self.n = sample_rate * frame_ms // 1000
+        self._time_base = fractions.Fraction(1, sample_rate)
+        self._start_ns: int | None = None
+        self._pts = 0
+        self._queue: collections.deque[_Clip] = collections.deque()
+        self._clip: _Clip | None = None
+        self.clips: list[_Clip] = []
+        self.max_lag_ms = 0.0
+
+    def play(self, pcm: np.ndarray, span: SpeechSpan) -> "_Clip":
+        clip = _Clip(pcm=pcm, onset=int(span.onset_s * self.rate), offset=int(span.offset_s * self.rate))
+        self._queue.append(clip)
+        self.clips.append(clip)
+        return clip
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start_ns is None:
+            self._start_ns = time.perf_counter_ns()
+        else:
+            self._pts += self.n
+            due = self._start_ns + self._pts * 1_000_000_000 // self.rate
+            wait = due - time.perf_counter_ns()
+            if wait > 0:
+                await asyncio.sleep(wait / 1e9)
+            else:
+                self.max_lag_ms = max(self.max_lag_ms, -wait / 1e6)
+        now = time.perf_counter_ns()
+        pcm = np.zeros(self.n, dtype=np.int16)
+        filled = 0
+        while filled < self.n:
+            if self._clip is None:
+                if not self._queue:
+                    break
+                self._clip = self._queue.popleft()
+            clip = self._clip
+            take = min(self.n - filled, len(clip.pcm) - clip.pos)
+            pcm[filled : filled + take] = clip.pcm[clip.pos : clip.pos + take]
+            for name, mark in (("start_ns", 0), ("onset_ns", clip.onset), ("offset_ns", clip.offset)):
+                if getattr(clip, name) is None and clip.pos <= mark < clip.pos + take:
+                    setattr(clip, name, now + (filled + mark - clip.pos) * 1_000_000_000 // self.rate)
+            clip.pos += take
+            filled += take
+            if clip.pos >= len(clip.pcm):
+                clip.end_ns = now + filled * 1_000_000_000 // self.rate
+                self._clip = None
+        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.rate
+        frame.pts = self._pts
+        frame.time_base = self._time_base
+        return frame
+
+
+@dataclass(slots=True, eq=False)
+class _Clip:
+    pcm: np.ndarray
+    onset: int  # sample index of the speech onset / offset in the file
+    offset: int
+    pos: int = 0
+    start_ns: int | None = None  # when the frame holding that sample left recv() (+ its position)
+    onset_ns: int | None = None
+    offset_ns: int | None = None
+    end_ns: int | None = None
+
+
+_PROMPTS: dict[str, np.ndarray] = {}
+
+
+async def _load_prompt(path: str) -> np.ndarray:
+    """48 kHz mono int16 of a prompt, decoded once per file in a worker thread (PyAV)."""
+    if path not in _PROMPTS:
+        from media.tones import load_wav_48k_mono
+
+        _PROMPTS[path] = await asyncio.get_running_loop().run_in_executor(None, load_wav_48k_mono, path)
+    return _PROMPTS[path]
+
+
+# ---- HTTP helpers --------------------------------------------------------------------------------
+
+
+async def get_token(http: aiohttp.ClientSession, cfg: QaConfig, room: str, user: str) -> str:
+    if cfg.secret:
+        from server.auth import issue_token
+
+        return issue_token(cfg.secret, room, "trainee", user, ttl_s=3600)
+    async with http.post(f"{cfg.url}/api/dev/token", json={"room": room, "role": "trainee", "user": user}) as r:
+        if r.status != 200:
+            raise RuntimeError(f"POST /api/dev/token: HTTP {r.status} {(await r.text())[:200]} "
+                               "(dev tokens off? pass --secret)")
+        return (await r.json())["token"]
+
+
+async def measure_clock(http: aiohttp.ClientSession, url: str, samples: int = 5) -> ClockAlignment:
+    """Offset of the server's perf clock vs ours (0 on one machine: CLOCK_MONOTONIC is shared)."""
+    out: list[tuple[int, int]] = []
+    for _ in range(samples):
+        t0 = time.perf_counter_ns()
+        try:
+            async with http.get(f"{url}/api/clock") as r:
+                if r.status != 200:
+                    break
+                body = await r.json()
+        except aiohttp.ClientError:
+            break
+        t1 = time.perf_counter_ns()
+        out.append((int(body["perf_ns"]) - (t0 + t1) // 2, t1 - t0))
+    return ClockAlignment.from_samples(out)
+
+
+async def fetch_server_turns(http: aiohttp.ClientSession, url: str, session_id: str,
+                             token: str | None) -> list[dict[str, Any]]:
+    """The session's ``turn`` and ``interruption`` events (empty when the server has none yet)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with http.get(f"{url}/api/sessions/{session_id}/turns", headers=headers) as r:
+        if r.status == 404:
+            return []
+        if r.status != 200:
+            raise RuntimeError(f"GET /api/sessions/{session_id}/turns: HTTP {r.status}")
+        body = await r.json()
+    events = body.get("turns", body.get("events", [])) if isinstance(body, dict) else body
+    return [e for e in events if isinstance(e, dict)]
+
+
+# ---- one session ---------------------------------------------------------------------------------
+
+
+class SessionProbe:
+    """One trainee: join, play the prompts, record what it hears."""
+
+    def __init__(self, cfg: QaConfig, index: int, run_id: str, progress: Progress) -> None:
+        self.cfg = cfg
+        self.index = index
+        self.progress = progress
+        room = f"{cfg.room_prefix}qa-{run_id}-{index}"
+        self.result = SessionResult(session=index, room=room, user=f"qa-{run_id}-{index}")
+        self.monitor = ReceivedAudioMonitor()
+        self.client: Any = None
+        self.track: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self.phase = "starting"  # for error messages: what we were waiting for
+
+    async def run(self, http: aiohttp.ClientSession, connect_gate: asyncio.Semaphore) -> SessionResult:
+        try:
+            self.phase = "connecting"
+            async with connect_gate:
+                await self._connect(http)
+            self.phase = "waiting for the greeting to end"
+            await self._settle_greeting()
+            for turn in range(self.cfg.turns):
+                self.phase = f"in turn {turn} (previous reply still playing?)"
+                prompt = self.cfg.prompts[turn % len(self.cfg.prompts)]
+                record = await self._turn(turn, prompt)
+                self.result.turns.append(record)
+                self._report_turn(record)
+            self.phase = "reading stats"
+            self.result.packets_lost = await self._packets_lost()
+        except asyncio.CancelledError:
+            self.result.error = self.result.error or "cancelled (run timeout)"
+            raise
+        except TimeoutError:
+            self.result.error = f"timed out while {self.phase}"
+            self.progress(f"session {self.index}: FAILED {self.result.error}")
+        except Exception as exc:  # one failed session must not sink the run: record why
+            self.result.error = f"{type(exc).__name__}: {exc}"
+            self.progress(f"session {self.index}: FAILED {self.result.error}")
+        finally:
+            await self.close()
+        return self.result
+
+    async def _connect(self, http: aiohttp.ClientSession) -> None:
+        from media.settings import MediaSettings
+        from server.client import LivecoachClient
+
+        r = self.result
+        r.token = await get_token(http, self.cfg, r.room, r.user)
+        t_join = time.perf_counter_ns()
+        self.client = LivecoachClient(media=MediaSettings(ice_loopback_only=_is_loopback(self.cfg.url)),
+                                      name=f"qa{self.index}")
+        joined = await self.client.connect(self.cfg.url, r.token, scenario=self.cfg.scenario)
+        r.join_ms = _ms(time.perf_counter_ns(), t_join)
+        r.session_id = (joined or {}).get("session_id") or getattr(self.client, "session_id", None)
+        self.track = PromptTrack()
+        await self.client.publish(audio=self.track)
+        r.connect_ms = _ms(time.perf_counter_ns(), t_join)
+        remote = await self._remote_audio_track()
+        self._reader = asyncio.create_task(self._read(remote), name=f"qa-read-{self.index}")
+        first = await self.monitor.wait(lambda: self.monitor.first_frame_ns, self.cfg.reply_timeout_s)
+        r.first_audio_ms = _ms(first, t_join)
+        self.progress(f"session {self.index}: connected in {r.connect_ms:.0f} ms, first audio after "
+                      f"{r.first_audio_ms:.0f} ms (room {r.room})")
+
+    async def _remote_audio_track(self) -> Any:
+        """The server's audio track (set by the client's 'track' event during negotiation)."""
+        deadline = time.monotonic() + 5.0
+        while getattr(self.client, "received_audio", None) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server sent no audio track")
+            await asyncio.sleep(0.02)
+        return self.client.received_audio
+
+    async def _read(self, track: Any) -> None:
+        """Consume received frames; the arrival time is taken right at recv()."""
+        from aiortc.mediastreams import MediaStreamError
+
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                now = time.perf_counter_ns()
+                self.monitor.feed(now, frame.to_ndarray())
+
+    async def _settle_greeting(self) -> None:
+        """The customer greets first: let that finish so it is not mistaken for a reply."""
+        mon = self.monitor
+        try:
+            await mon.wait_onset(0, self.cfg.greet_wait_s)
+        except TimeoutError:
+            return
+        self.result.greeting = True
+        await mon.wait_quiet(self.cfg.settle_ms, self.cfg.reply_timeout_s)
+
+    async def _play(self, path: str) -> _Clip:
+        """Queue a prompt on our track (it starts within one frame)."""
+        pcm = await _load_prompt(path)
+        return self.track.play(pcm, detect_speech_span(path))
+
+    async def _mark(self, clip: _Clip, name: str, timeout_s: float) -> int:
+        """Wait until the clip's ``name`` sample (onset_ns/offset_ns) has left our track."""
+        return await self.monitor.wait(lambda: getattr(clip, name), timeout_s)
+
+    async def _turn(self, turn: int, prompt: str) -> dict[str, Any]:
+        cfg, mon = self.cfg, self.monitor
+        span: SpeechSpan = detect_speech_span(prompt)
+        rec: dict[str, Any] = {"session": self.index, "turn": turn, "prompt": prompt, "error": None,
+                               "latency_ms": None, "bargein_ms": None, "early_reply": False}
+        if mon.speaking:  # still hearing the previous reply: wait for it to end
+            await mon.wait_quiet(cfg.settle_ms, cfg.reply_timeout_s)
+        clip = await self._play(prompt)
+        speech_onset = await self._mark(clip, "onset_ns", span.duration_s + 5)
+        speech_end = await self._mark(clip, "offset_ns", span.duration_s + 5)
+        rec["speech_end_ns"] = speech_end
+        try:
+            heard = await mon.wait_onset(speech_end, cfg.reply_timeout_s + span.duration_s)
+        except TimeoutError:
+            rec["error"] = f"no reply audio within {cfg.reply_timeout_s:.0f} s of speech end"
+            return rec
+        rec["early_reply"] = any(speech_onset <= s.onset_ns < speech_end for s in mon.segments)
+        rec["heard_ns"] = heard
+        rec["latency_ms"] = _ms(heard, speech_end)
+        if cfg.barge_in:
+            await self._barge_in(rec, heard)
+        try:
+            quiet_from = await mon.wait_quiet(cfg.settle_ms, cfg.reply_timeout_s * 2)
+        except TimeoutError:
+            quiet_from = time.perf_counter_ns()
+            rec["error"] = rec["error"] or "reply never went quiet"
+        rec["reply_end_ns"] = quiet_from
+        # Holes/gaps only inside replies: a barge-in turn has two (cut reply, answer to the talk-over).
+        windows = [(heard, quiet_from)]
+        if rec.get("bargein_stop_ns") is not None:
+            windows = [(heard, rec["bargein_stop_ns"])]
+            if rec.get("bargein_reply_ms") is not None:
+                windows.append((rec["bargein_speech_end_ns"] + int(rec["bargein_reply_ms"] * 1e6), quiet_from))
+        for a, b in windows:
+            for k, v in mon.window_stats(a, b).items():
+                rec[k] = round(rec.get(k, 0) + v, 1)
+        return rec
+
+    async def _barge_in(self, rec: dict[str, Any], heard: int) -> None:
+        cfg, mon = self.cfg, self.monitor
+        assert cfg.barge_in is not None
+        span = detect_speech_span(cfg.barge_in)
+        # Start the file so its speech onset lands barge_in_after_s after the reply started.
+        lead = int(span.onset_s * 1e9)
+        wait = (heard + int(cfg.barge_in_after_s * 1e9) - lead - time.perf_counter_ns()) / 1e9
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if not mon.speaking:
+            rec["bargein_error"] = "reply ended before the barge-in"
+            return
+        clip = await self._play(cfg.barge_in)
+        onset = await self._mark(clip, "onset_ns", span.duration_s + 5)
+        rec["bargein_onset_ns"] = onset
+        try:
+            stop = await mon.wait_offset(onset, cfg.reply_timeout_s)
+        except TimeoutError:
+            rec["bargein_error"] = "reply kept playing over the barge-in"
+            return
+        rec["bargein_stop_ns"] = stop
+        rec["bargein_ms"] = _ms(stop, onset)
+        # The talk-over is a user turn of its own: wait for the customer's answer to it, so the
+        # next turn starts from a quiet line (and its record lands in the server's log).
+        end = await self._mark(clip, "offset_ns", span.duration_s + 5)
+        rec["bargein_speech_end_ns"] = end
+        try:
+            again = await mon.wait_onset(end, cfg.reply_timeout_s)
+            rec["bargein_reply_ms"] = _ms(again, end)
+        except TimeoutError:
+            rec["bargein_reply_ms"] = None
+
+    def _report_turn(self, rec: dict[str, Any]) -> None:
+        if rec.get("error"):
+            self.progress(f"session {self.index} turn {rec['turn']}: ERROR {rec['error']}")
+            return
+        extra = f", barge-in stop {rec['bargein_ms']:.0f} ms" if rec.get("bargein_ms") is not None else ""
+        self.progress(f"session {self.index} turn {rec['turn']}: heard reply {rec['latency_ms']:.0f} ms "
+                      f"after speech end{extra}")
+
+    async def _packets_lost(self) -> int | None:
+        pc = getattr(self.client, "pc", None)
+        if pc is None:
+            return None
+        try:
+            report = await asyncio.wait_for(pc.getStats(), 2.0)
+        except Exception:  # stats are best effort; the session result stands without them
+            return None
+        lost = [int(getattr(s, "packetsLost", 0) or 0) for s in report.values() if getattr(s, "type", "") == "inbound-rtp"]
+        return sum(lost) if lost else 0
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+            self._reader = None
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.client.close(), 5.0)
+        if self.track is not None:
+            self.result.send_lag_max_ms = round(self.track.max_lag_ms, 1)
+            self.track.stop()
+
+
+# ---- a whole run -----------------------------------------------------------------------------------
+
+
+def _join_server_turns(results: list[SessionResult], server_events: dict[int, list[dict[str, Any]]],
+                       clock: ClockAlignment) -> None:
+    for res in results:
+        events = server_events.get(res.session, [])
+        turns = [e for e in events if e.get("type", "turn") == "turn"]
+        interruptions = [e for e in events if e.get("type") == "interruption"]
+        used: set[int] = set()
+        for rec in res.turns:
+            if rec.get("bargein_onset_ns") is not None:
+                rec["bargein_server"] = _match_interruption(rec["bargein_onset_ns"], interruptions, clock)
+            srv = None
+            if rec.get("speech_end_ns") is not None:
+                # Wide window: under load the server's view of the speech end lags by seconds.
+                srv = match_server_turn(rec["speech_end_ns"], turns, used, clock.offset_ns, window_ns=8_000_000_000)
+            rec["server"] = srv
+            if srv is None or rec.get("error"):
+                rec["stages_ms"] = None
+                rec["server_sum_ms"] = rec["server_overhead_ms"] = None
+                continue
+            rec["stages_ms"] = stage_breakdown(rec["speech_end_ns"], rec.get("heard_ns"), srv, clock.offset_ns)
+            rec["server_sum_ms"] = server_stage_sum_ms(srv)
+            rec["server_overhead_ms"] = server_overhead_ms(srv)
+
+
+def _match_interruption(onset_ns: int, interruptions: list[dict[str, Any]],
+                        clock: ClockAlignment) -> dict[str, Any] | None:
+    """Server view of one barge-in: when it decided to stop, when its last reply frame left."""
+    best = None
+    for e in interruptions:
+        if e.get("user_onset_ns") is None:
+            continue
+        d = abs(int(e["user_onset_ns"]) - clock.offset_ns - onset_ns)
+        if d < 2_000_000_000 and (best is None or d < best[0]):
+            best = (d, e)
+    if best is None:
+        return None
+    e = best[1]
+    shift = clock.offset_ns
+    return {
+        "server_onset_ms": _ms(int(e["user_onset_ns"]) - shift, onset_ns),
+        "decision_ms": _ms(int(e["decision_ns"]) - shift, onset_ns) if e.get("decision_ns") else None,
+        "last_reply_frame_ms": (_ms(int(e["last_reply_frame_ns"]) - shift, onset_ns)
+                                if e.get("last_reply_frame_ns") else None),
+        "flushed_ms": e.get("flushed_ms"),
+        "false_interruption": e.get("false_interruption"),
+    }
+
+
+class LoopLag:
+    """Event-loop lag of the client process: if this is high, the client (not the server) is slow."""
+
+    def __init__(self, period_s: float = 0.01) -> None:
+        self.period_s = period_s
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="qa-loop-lag")
+
+    async def _run(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(self.period_s)
+            self.samples.append((time.perf_counter() - t - self.period_s) * 1000)
+
+    async def stop(self) -> dict[str, float | None]:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        from server.qa.measure import percentile
+
+        p99 = percentile(self.samples, 99)
+        return {"loop_lag_p99_ms": None if p99 is None else round(p99, 1),
+                "loop_lag_max_ms": round(max(self.samples), 1) if self.samples else None}
+
+
+async def run_qa(cfg: QaConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Run one concurrency level; returns the run dict (turns, sessions, summary)."""
+    cfg.validate()
+    say = progress or (lambda _msg: None)
+    run_id = uuid.uuid4().hex[:8]
+    started = time.time()
+    t0 = time.perf_counter()
+    timeout = aiohttp.ClientTimeout(total=15)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        clock = await measure_clock(http, cfg.url)
+        probes = [SessionProbe(cfg, i, run_id, say) for i in range(cfg.sessions)]
+        gate = asyncio.Semaphore(cfg.max_connecting)
+        stagger = cfg.ramp_s / cfg.sessions if cfg.sessions else 0.0
+
+        async def staggered(p: SessionProbe) -> SessionResult:
+            await asyncio.sleep(p.index * stagger)
+            return await p.run(http, gate)
+
+        budget = cfg.run_timeout_s or (cfg.ramp_s + 30 + cfg.turns * (cfg.reply_timeout_s * 3 + 10))
+        say(f"run {run_id}: {cfg.sessions} session(s) x {cfg.turns} turn(s), ramp {cfg.ramp_s:g} s, "
+            f"clock {'shared' if clock.same_clock else 'offset %.1f ms' % (clock.offset_ns / 1e6)}")
+        lag = LoopLag()
+        lag.start()
+        tasks = [asyncio.create_task(staggered(p), name=f"qa-session-{p.index}") for p in probes]
+        try:
+            done, pending = await asyncio.wait(tasks, timeout=budget)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            client_health = await lag.stop()
+        results = [p.result for p in probes]
+        # The server writes a turn record when the reply finishes; give the last ones a moment.
+        await asyncio.sleep(0.3)
+        server_turns: dict[int, list[dict[str, Any]]] = {}
+        for res in results:
+            if res.session_id and res.turns:
+                try:
+                    server_turns[res.session] = await fetch_server_turns(http, cfg.url, res.session_id, res.token)
+                except (RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    say(f"session {res.session}: no server stage timestamps ({exc})")
+    _join_server_turns(results, server_turns, clock)
+    turns = [t for r in results for t in r.turns]
+    sessions = [r.as_dict() for r in results]
+    return {
+        "run_id": run_id,
+        "concurrency": cfg.sessions,
+        "turns_per_session": cfg.turns,
+        "started_at": started,
+        "duration_s": round(time.perf_counter() - t0, 2),
+        "config": {"url": cfg.url, "scenario": cfg.scenario, "prompts": cfg.prompts, "barge_in": cfg.barge_in,
+                   "ramp_s": cfg.ramp_s},
+        "clock": clock.as_dict(),
+        "client_health": {**client_health, "send_lag_max_ms": max(
+            (r.send_lag_max_ms or 0.0 for r in results), default=None)},
+        "session_results": sessions,
+        "turns": turns,
+        "summary": summarize_run(turns, sessions),
+    }

@@ -1,0 +1,328 @@
+"""QA harness: measurement units, report, and the full `livecoach qa` run against an in-process server."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.qa import measure
+from server.qa.measure import (
+    ClockAlignment,
+    ReceivedAudioMonitor,
+    check_slos,
+    detect_speech_span,
+    match_server_turn,
+    parse_slo,
+    percentile,
+    stage_breakdown,
+    summarize,
+    summarize_run,
+)
+from server.qa.report import format_summary, render_html
+
+MS = 1_000_000
+
+
+# ---- measurement units ------------------------------------------------------------------------
+
+
+def test_speech_span_of_fixture_is_inside_the_padding(fixtures_dir: Path) -> None:
+    span = detect_speech_span(str(fixtures_dir / "en_question.wav"))
+    assert span.onset_s == pytest.approx(1.0, abs=0.05)
+    # The padding says the offset is at duration − 1.5 s; espeak's trailing near-silence makes the
+    # real offset a bit earlier, never later.
+    assert span.duration_s - 1.5 - 0.5 < span.offset_s <= span.duration_s - 1.5 + 0.02
+
+
+def test_speech_span_errors_are_clear(tmp_path: Path) -> None:
+    silent = tmp_path / "silent.wav"
+    with wave.open(str(silent), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(np.zeros(16000, np.int16).tobytes())
+    with pytest.raises(ValueError, match="no speech"):
+        detect_speech_span(str(silent))
+    bogus = tmp_path / "bogus.wav"
+    bogus.write_text("not audio")
+    with pytest.raises(ValueError, match="not a readable WAV"):
+        detect_speech_span(str(bogus))
+    with pytest.raises(ValueError):
+        detect_speech_span(str(tmp_path / "missing.wav"))
+
+
+def _tone(ms: float = 20, amp: float = 0.3) -> np.ndarray:
+    n = int(48 * ms)
+    return (np.sin(2 * np.pi * 220 * np.arange(n) / 48000) * amp * 32767).astype(np.int16)
+
+
+def _feed(mon: ReceivedAudioMonitor, pattern: str, t0: int = 0, step_ms: int = 20) -> int:
+    """Feed frames: '1' = tone, '0' = silence, '_' = a missing frame (arrival gap)."""
+    t = t0
+    for ch in pattern:
+        t += step_ms * MS
+        if ch == "_":
+            continue
+        mon.feed(t, _tone() if ch == "1" else np.zeros(960, np.int16))
+    return t
+
+
+def test_monitor_onsets_offsets_holes_and_gaps() -> None:
+    mon = ReceivedAudioMonitor(hold_ms=100)
+    # 10 silent, 10 voiced, 4 silent (80 ms hole < hold), 5 voiced, 4 missing frames, 3 voiced, 10 silent
+    _feed(mon, "0" * 10 + "1" * 10 + "0" * 4 + "1" * 5 + "____" + "111" + "0" * 10)
+    assert len(mon.segments) == 1
+    seg = mon.segments[0]
+    assert seg.onset_ns == 11 * 20 * MS
+    assert seg.offset_ns == (10 + 10 + 4 + 5 + 4 + 3 + 1) * 20 * MS
+    stats = mon.window_stats(seg.onset_ns, seg.offset_ns)
+    assert stats["holes"] == 1 and stats["hole_ms"] == pytest.approx(80, abs=1)
+    assert stats["underruns"] == 1 and stats["underrun_ms"] == pytest.approx(100, abs=1)
+    assert mon.onset_after(seg.onset_ns + 1) is None
+    assert mon.offset_after(0) == seg.offset_ns
+
+
+async def test_monitor_waits() -> None:
+    mon = ReceivedAudioMonitor(hold_ms=60)
+    t = _feed(mon, "000")
+    import asyncio
+
+    waiter = asyncio.create_task(mon.wait_onset(0, timeout_s=2))
+    await asyncio.sleep(0)
+    t = _feed(mon, "11", t0=t)
+    assert await waiter == 4 * 20 * MS
+    with pytest.raises(TimeoutError):
+        await mon.wait_offset(0, timeout_s=0.05)
+    t = _feed(mon, "0000", t0=t)
+    assert await mon.wait_offset(0, timeout_s=1) == 6 * 20 * MS
+    assert await mon.wait_quiet(60, timeout_s=1) == 6 * 20 * MS
+
+
+def test_stats_and_percentiles() -> None:
+    assert percentile([], 50) is None
+    assert percentile([5.0], 95) == 5.0
+    assert percentile(list(range(101)), 95) == pytest.approx(95)
+    s = summarize([100, 200, None, 300])
+    assert s["n"] == 3 and s["p50"] == 200 and s["max"] == 300
+
+
+def test_stage_breakdown_sums_to_client_latency() -> None:
+    end = 10_000 * MS
+    server = {"user_speech_end_ns": end + 90 * MS, "eot_decision_ns": end + 600 * MS,
+              "stt_final_ns": end + 700 * MS, "llm_first_token_ns": end + 850 * MS,
+              "tts_first_audio_ns": end + 900 * MS, "first_reply_frame_ns": end + 910 * MS,
+              "stage_ms": {"stt": 100.0, "llm": 150.0, "tts": 50.0}}
+    heard = end + 995 * MS
+    stages = stage_breakdown(end, heard, server)
+    assert sum(stages.values()) == pytest.approx(995, abs=0.5)
+    assert stages["endpointing"] == 510 and stages["transport"] == 85
+    assert measure.server_overhead_ms(server) == pytest.approx(10, abs=0.1)
+    assert measure.server_stage_sum_ms(server) == pytest.approx(820)
+    # A different clock domain: the same turn, server clock 5 s ahead.
+    shifted = {k: (v + 5_000 * MS if k.endswith("_ns") else v) for k, v in server.items()}
+    assert stage_breakdown(end, heard, shifted, clock_offset_ns=5_000 * MS) == stages
+    used: set[int] = set()
+    turns = [{"user_speech_end_ns": end - 4_000 * MS}, server]
+    assert match_server_turn(end, turns, used) is server
+    assert match_server_turn(end, turns, used) is None  # already used; the other is too far
+
+
+def test_clock_alignment() -> None:
+    same = ClockAlignment.from_samples([(300_000, 2 * MS), (100_000, 800_000)])
+    assert same.same_clock and same.offset_ns == 0 and same.rtt_ns == 800_000
+    other = ClockAlignment.from_samples([(7_000 * MS, 2 * MS)])
+    assert not other.same_clock and other.offset_ns == 7_000 * MS
+
+
+def test_slo_parse_and_check() -> None:
+    assert parse_slo("turn_p95_ms=1500") == ("turn_p95_ms", 1500.0)
+    for bad in ("turn_p95_ms", "latency=3", "turn_p95_ms=abc", "turn_p95_ms=-1"):
+        with pytest.raises(ValueError):
+            parse_slo(bad)
+    summary = {"turn_ms": {"p95": 1200.0}, "bargein_ms": {"p95": None}, "underruns": 3}
+    assert check_slos(summary, {"turn_p95_ms": 1500}) == []
+    broken = check_slos(summary, {"turn_p95_ms": 1000, "bargein_p95_ms": 250, "underruns_max": 2})
+    assert len(broken) == 3 and "no data" in broken[1]
+
+
+def _fake_result() -> dict:
+    runs = []
+    for n in (1, 4):
+        turns = []
+        for i in range(n * 2):
+            stages = {"uplink": 90.0, "endpointing": 500.0, "stt": 100.0, "llm": 150.0, "tts": 50.0,
+                      "server_to_frame": 5.0 + i, "transport": 85.0}
+            turns.append({"session": i // 2, "turn": i % 2, "latency_ms": sum(stages.values()), "stages_ms": stages,
+                          "server_sum_ms": 805.0 + i, "server_overhead_ms": 5.0 + i,
+                          "bargein_ms": 120.0 + i if i % 2 else None, "underruns": 0, "holes": 0, "error": None})
+        sessions = [{"session": k, "connect_ms": 40.0 + k, "packets_lost": 0, "error": None} for k in range(n)]
+        runs.append({"concurrency": n, "turns_per_session": 2, "duration_s": 3.0, "turns": turns,
+                     "session_results": sessions, "summary": summarize_run(turns, sessions)})
+    return {"schema": "livecoach.qa/1", "runs": runs, "slo": {"turn_p95_ms": 100.0},
+            "slo_violations": ["turn_p95_ms: 990 > 100"], "meta": {"url": "http://127.0.0.1:1"}}
+
+
+def test_report_html_and_table() -> None:
+    result = _fake_result()
+    page = render_html(result)
+    assert page.startswith("<!doctype html>") and "</html>" in page
+    assert page.count("<svg") >= 5  # 2 histograms + 2 barge-in + vs-concurrency + stacked bars
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "").replace("http://127.0.0.1:1", "")
+    assert "latency (ms) vs sessions" in page and "FAIL" in page
+    table = format_summary(result)
+    assert "turn latency" in table and "SLO: FAIL" in table
+    json.dumps(result)  # the JSON output is plain data
+    assert not math.isnan(result["runs"][1]["summary"]["turn_ms"]["p95"])
+
+
+# ---- the whole harness against an in-process server ---------------------------------------------
+
+import asyncio  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+
+from server.qa import main as qa_main  # noqa: E402
+
+STT_S, LLM_S, TTS_S = 0.1, 0.15, 0.05
+
+
+def _practice_hooks():
+    """The AI-customer wiring, if the server exposes it separately from make_app's default."""
+    try:
+        import server.practice as practice
+    except ImportError:
+        return None
+    for name in ("PracticeHooks", "CoachHooks"):
+        if hasattr(practice, name):
+            return getattr(practice, name)
+    return None
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    """make_app + FakeOpenAI (fixed delays) on their own loop in a thread; yields the base URL."""
+    from aiohttp import web
+
+    from server.app import make_app
+    from server.settings import load_settings
+    from tests.fakes.openai_server import FakeOpenAI
+
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    box: dict = {}
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+
+    async def start() -> None:
+        fake = FakeOpenAI(reply="Sure, it is gentle on sensitive skin. It has no fragrance at all.",
+                          stt_text="Does this face cream suit sensitive skin?", stt_delay_s=STT_S,
+                          first_token_delay_s=LLM_S, tts_delay_s=TTS_S, tts_ms_per_char=30.0)
+        await fake.__aenter__()
+        settings = load_settings()
+        settings.server.data_dir = str(tmp_path_factory.mktemp("qa-data"))
+        settings.server.redis_url = None
+        settings.media.ice_loopback_only = True
+        settings.media.record_audio = False
+        prov = settings.coach.providers
+        prov.stt = prov.llm = prov.tts = "openai"
+        prov.openai.base_url, prov.openai.api_key = fake.base_url, "test"
+        hooks_cls = _practice_hooks()
+        app = make_app(settings, hooks=hooks_cls() if hooks_cls else None)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        box.update(fake=fake, runner=runner)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(start())
+        except BaseException as exc:  # surface startup failures in the test, not a hang
+            box["error"] = exc
+        started.set()
+        if "error" not in box:
+            loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(30), "server did not start"
+    if "error" in box:
+        raise box["error"]
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    async def stop() -> None:
+        await box["runner"].cleanup()
+        await box["fake"].__aexit__(None, None, None)
+
+    asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def test_qa_run_two_sessions(live_server: str, fixtures_dir: Path, tmp_path: Path, capsys) -> None:
+    out_json, out_html = tmp_path / "qa.json", Path(os.environ.get("QA_TEST_HTML", tmp_path / "qa.html"))
+    prompt = str(fixtures_dir / "en_question.wav")
+    rc = qa_main(["--url", live_server, "--sessions", "2", "--turns", "2", "--prompt", prompt,
+                  "--scenario", "skincare-sensitive-en", "--ramp", "0.5", "--slo", "turn_p95_ms=1",
+                  "--json", str(out_json), "--html", str(out_html), "--reply-timeout", "10"])
+    captured = capsys.readouterr()
+    assert rc == 1, captured.err[-2000:]  # 1 ms is impossible: the SLO gate must fail
+    assert "turn_p95_ms" in captured.out and "SLO: FAIL" in captured.out
+    assert "connected in" in captured.err  # progress lines on stderr
+    result = json.loads(out_json.read_text())
+    run = result["runs"][0]
+    assert run["concurrency"] == 2 and len(run["turns"]) == 4
+    assert all(s["error"] is None for s in run["session_results"]), run["session_results"]
+    # Generous: the first session also pays the server's cold start (models, providers).
+    assert all(s["connect_ms"] is not None and 0 < s["connect_ms"] < 15000 for s in run["session_results"])
+    assert all(s["first_audio_ms"] >= s["connect_ms"] for s in run["session_results"])
+    print(json.dumps([{k: t.get(k) for k in ("latency_ms", "stages_ms", "underruns")} for t in run["turns"]]),
+          json.dumps(run["client_health"]))
+    for t in run["turns"]:
+        assert t["error"] is None, t
+        # Provider delays alone are 300 ms; endpointing adds the VAD silence window.
+        assert STT_S * 1000 + LLM_S * 1000 + TTS_S * 1000 < t["latency_ms"] < 5000, t
+        assert t["server"] is not None, "turn not joined with the server's stage timestamps"
+        assert t["latency_ms"] > t["server_sum_ms"] > 0
+        stages = t["stages_ms"]
+        assert sum(v for v in stages.values()) == pytest.approx(t["latency_ms"], abs=1.0)
+        assert stages["transport"] > 0 and stages["endpointing"] > 0
+        assert stages["llm"] >= LLM_S * 1000 * 0.9
+    page = out_html.read_text()
+    assert "<svg" in page and "turn latency" in page
+    # The same numbers with a generous SLO pass (report rebuilt from the JSON, no new run).
+    rc = qa_main(["--from-json", str(out_json), "--slo", "turn_p95_ms=10000", "--slo", "connect_p95_ms=10000",
+                  "--html", str(tmp_path / "again.html")])
+    assert rc == 0
+    assert (tmp_path / "again.html").exists()
+
+
+def test_qa_usage_errors(tmp_path: Path, fixtures_dir: Path) -> None:
+    prompt = str(fixtures_dir / "en_question.wav")
+    assert qa_main(["--prompt", prompt]) == 2  # no --url
+    assert qa_main(["--url", "http://127.0.0.1:9", "--prompt", prompt, "--slo", "nonsense=1"]) == 2
+    assert qa_main(["--url", "http://127.0.0.1:9", "--prompt", str(tmp_path / "missing.wav")]) == 2
+    assert qa_main(["--url", "http://127.0.0.1:9", "--prompt", prompt, "--sessions", "0"]) == 2
+    assert qa_main(["--from-json", str(tmp_path / "nope.json")]) == 2
+
+
+def test_qa_barge_in(live_server: str, fixtures_dir: Path, tmp_path: Path) -> None:
+    """Talking over the reply: the reply audio must stop arriving, and the server saw it too."""
+    out_json = tmp_path / "barge.json"
+    rc = qa_main(["--url", live_server, "--sessions", "1", "--turns", "1", "--prompt",
+                  str(fixtures_dir / "en_question.wav"), "--barge-in", str(fixtures_dir / "en_interrupt.wav"),
+                  "--scenario", "skincare-sensitive-en", "--json", str(out_json), "--quiet",
+                  "--slo", "bargein_p95_ms=3000"])
+    turn = json.loads(out_json.read_text())["runs"][0]["turns"][0]
+    assert rc == 0, turn
+    # VAD needs ~160 ms of speech plus uplink; the reply must stop well within 3 s.
+    assert 100 < turn["bargein_ms"] < 3000, turn
+    assert turn["holes"] == 0, turn  # the pause between the cut reply and the next one is no hole
+    assert turn["bargein_reply_ms"] is not None  # the talk-over got its own answer
+    server = turn["bargein_server"]
+    if server is not None:  # joined with the server's interruption record when it is logged
+        assert server["decision_ms"] < turn["bargein_ms"], server
