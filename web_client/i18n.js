@@ -1,0 +1,179 @@
+// Bilingual UI strings (en / zh). The choice lives in localStorage so every page agrees.
+const STORAGE_KEY = 'lc.lang';
+
+const DICT = {
+  en: {
+    'app.name': 'livecoach',
+    'nav.home': 'Home', 'nav.practice': 'Practice', 'nav.stream': 'Stream', 'nav.mentor': 'Mentor',
+    'nav.sessions': 'Sessions', 'lang.label': 'Language',
+    'home.title': 'Live-commerce sales training',
+    'home.intro': 'Practise selling by voice to an AI customer, shadow a live streamer as a mentor, and review every session.',
+    'home.practice': 'Practice with an AI customer (trainee)',
+    'home.stream': 'Go live as a streamer (shadowed by a mentor)',
+    'home.mentor': 'Mentor: watch, hear, tip and whisper',
+    'home.sessions': 'Past sessions, transcripts and latency',
+    'form.scenario': 'Scenario', 'form.name': 'Your name', 'form.room': 'Room',
+    'btn.start': 'Start', 'btn.stop': 'Stop', 'btn.watch': 'Watch', 'btn.publish': 'Go live',
+    'btn.send': 'Send', 'btn.ack': 'Got it', 'btn.dismiss': 'Dismiss', 'btn.whisper': 'Hold to whisper',
+    'btn.whispering': 'Whispering…', 'btn.report': 'Printable report',
+    'status.idle': 'Not connected', 'status.token': 'Getting a pass…', 'status.connecting': 'Connecting…',
+    'status.joined': 'Joined, starting media…', 'status.negotiating': 'Setting up audio…',
+    'status.connected': 'Connected', 'status.reconnecting': 'Reconnecting in {s}s (attempt {n})…',
+    'status.ended': 'Ended', 'status.error': 'Stopped', 'status.rtt': 'RTT {ms} ms',
+    'state.label': 'Customer', 'state.none': '—', 'state.listening': 'Listening',
+    'state.user_speaking': 'You are speaking', 'state.thinking': 'Thinking…', 'state.speaking': 'Speaking',
+    'state.interrupted': 'Interrupted',
+    'practice.title': 'Practice', 'practice.transcript': 'Conversation', 'practice.latency': 'Reply latency per turn',
+    'practice.interruptions': 'Interruptions', 'practice.mic': 'Your mic', 'practice.customer': 'Customer',
+    'practice.hint': 'Speak naturally. You can interrupt the customer at any time.',
+    'practice.ended': 'Session ended.', 'practice.view': 'View this session',
+    'col.turn': 'Turn', 'col.browser': 'Heard (browser) ms', 'col.server': 'Server ms', 'col.said': 'You said',
+    'col.time': 'Started', 'col.user': 'User', 'col.room': 'Room', 'col.kind': 'Kind',
+    'col.scenario': 'Scenario', 'col.turns': 'Turns', 'col.open': 'Open',
+    'speaker.trainee': 'You', 'speaker.customer': 'Customer', 'speaker.streamer': 'Streamer', 'speaker.mentor': 'Mentor',
+    'speaker.trainee.other': 'Trainee',
+    'interrupt.item': 'Turn {turn}: stopped after "{played}" ({ms} ms of audio dropped)',
+    'interrupt.browser': 'reply stopped {ms} ms after you started talking (heard in browser)',
+    'stream.title': 'Streamer', 'stream.preview': 'Your camera', 'stream.autoack': 'Acknowledge tips automatically',
+    'stream.tips': 'Tips from your mentor', 'stream.whisper': 'Mentor whisper', 'stream.participants': 'In the room',
+    'mentor.title': 'Mentor', 'mentor.live': 'Live view', 'mentor.quick': 'Quick tips', 'mentor.free': 'Write a tip…',
+    'mentor.sent': 'Tips sent', 'mentor.alerts': 'Alerts', 'mentor.metrics': 'Live metrics',
+    'mentor.audio': 'Streamer audio', 'mentor.ptt_hint': 'or hold the space bar',
+    'tip.waiting': 'waiting for ack', 'tip.acked': 'acked in {ms} ms',
+    'sessions.title': 'Past sessions', 'sessions.empty': 'No sessions yet.',
+    'session.title': 'Session', 'session.chart': 'Latency per turn (ms)', 'session.transcript': 'Transcript',
+    'session.turns': 'Turns', 'session.interruptions': 'Interruptions', 'session.none': 'None',
+    'session.missing': 'No session id in the address.',
+    'stage.endpoint': 'End of turn', 'stage.stt': 'Speech-to-text', 'stage.llm': 'LLM first token',
+    'stage.tts': 'TTS first audio', 'stage.send': 'Send', 'stage.total': 'Total',
+    'quick.slow': 'Slow down a little', 'quick.price': 'Mention the price and today’s deal now',
+    'quick.question': 'Answer the viewer’s question first', 'quick.energy': 'More energy!',
+    'quick.close': 'Time to close: ask for the order', 'quick.product': 'Show the product to the camera',
+    'err.bad_token': 'Your access link is invalid. Ask for a new one.',
+    'err.token_expired': 'Your access link has expired. Ask for a new one.',
+    'err.room_full': 'This room is full (it already has a {role}).',
+    'err.room_full_generic': 'This room is full.',
+    'err.server_busy': 'The server is busy. Retrying shortly…',
+    'err.unreachable': 'Cannot reach the server. Check your connection; retrying…',
+    'err.connection_lost': 'Connection lost. Reconnecting…',
+    'err.mic_denied': 'Microphone access was denied. Allow it in the browser’s site settings and reload.',
+    'err.camera_denied': 'Camera access was denied; continuing with audio only.',
+    'err.no_device': 'No microphone or camera was found.',
+    'err.media': 'Could not start your microphone/camera: {detail}',
+    'err.forbidden': 'You are not allowed to do that: {detail}',
+    'err.timeout': 'The server did not answer in time; retrying…',
+    'err.webrtc': 'Audio/video connection failed; reconnecting…',
+    'err.no_webrtc': 'This browser does not support WebRTC.',
+    'err.http': 'Server error: {detail}',
+    'err.generic': 'Error: {detail}',
+    'err.whisper_off': 'No microphone: whisper is unavailable, watching only.',
+  },
+  zh: {
+    'app.name': 'livecoach 直播带货教练',
+    'nav.home': '首页', 'nav.practice': '对练', 'nav.stream': '开播', 'nav.mentor': '导师',
+    'nav.sessions': '记录', 'lang.label': '语言',
+    'home.title': '直播带货销售训练',
+    'home.intro': '与 AI 虚拟顾客语音对练，导师一对一旁听主播，每场训练都有完整记录。',
+    'home.practice': '与 AI 顾客对练（学员）',
+    'home.stream': '主播开播（导师旁听）',
+    'home.mentor': '导师：观看、收听、提示、耳语',
+    'home.sessions': '历史记录、文字稿与延迟',
+    'form.scenario': '场景', 'form.name': '你的名字', 'form.room': '房间',
+    'btn.start': '开始', 'btn.stop': '结束', 'btn.watch': '观看', 'btn.publish': '开播',
+    'btn.send': '发送', 'btn.ack': '收到', 'btn.dismiss': '关闭', 'btn.whisper': '按住耳语',
+    'btn.whispering': '耳语中…', 'btn.report': '打印版报告',
+    'status.idle': '未连接', 'status.token': '获取通行证…', 'status.connecting': '连接中…',
+    'status.joined': '已加入，正在启动媒体…', 'status.negotiating': '正在建立音频…',
+    'status.connected': '已连接', 'status.reconnecting': '{s} 秒后重连（第 {n} 次）…',
+    'status.ended': '已结束', 'status.error': '已停止', 'status.rtt': '往返 {ms} 毫秒',
+    'state.label': '顾客', 'state.none': '—', 'state.listening': '在听',
+    'state.user_speaking': '你在说话', 'state.thinking': '思考中…', 'state.speaking': '正在说话',
+    'state.interrupted': '被打断',
+    'practice.title': '对练', 'practice.transcript': '对话', 'practice.latency': '每轮回复延迟',
+    'practice.interruptions': '打断', 'practice.mic': '你的麦克风', 'practice.customer': '顾客',
+    'practice.hint': '自然地说话，随时可以打断顾客。',
+    'practice.ended': '本场已结束。', 'practice.view': '查看本场记录',
+    'col.turn': '轮次', 'col.browser': '浏览器实测 毫秒', 'col.server': '服务器 毫秒', 'col.said': '你说的话',
+    'col.time': '开始时间', 'col.user': '用户', 'col.room': '房间', 'col.kind': '类型',
+    'col.scenario': '场景', 'col.turns': '轮数', 'col.open': '打开',
+    'speaker.trainee': '你', 'speaker.customer': '顾客', 'speaker.streamer': '主播', 'speaker.mentor': '导师',
+    'speaker.trainee.other': '学员',
+    'interrupt.item': '第 {turn} 轮：在“{played}”之后停止（丢弃 {ms} 毫秒音频）',
+    'interrupt.browser': '你开口后 {ms} 毫秒回复停止（浏览器实测）',
+    'stream.title': '主播', 'stream.preview': '你的摄像头', 'stream.autoack': '自动确认提示',
+    'stream.tips': '导师提示', 'stream.whisper': '导师耳语', 'stream.participants': '房间成员',
+    'mentor.title': '导师', 'mentor.live': '直播画面', 'mentor.quick': '快捷提示', 'mentor.free': '输入提示…',
+    'mentor.sent': '已发提示', 'mentor.alerts': '告警', 'mentor.metrics': '实时指标',
+    'mentor.audio': '主播声音', 'mentor.ptt_hint': '或按住空格键',
+    'tip.waiting': '等待确认', 'tip.acked': '{ms} 毫秒后确认',
+    'sessions.title': '历史记录', 'sessions.empty': '还没有记录。',
+    'session.title': '训练记录', 'session.chart': '每轮延迟（毫秒）', 'session.transcript': '文字稿',
+    'session.turns': '轮次', 'session.interruptions': '打断', 'session.none': '无',
+    'session.missing': '地址中缺少记录编号。',
+    'stage.endpoint': '判断说完', 'stage.stt': '语音识别', 'stage.llm': '大模型首字',
+    'stage.tts': '语音合成首包', 'stage.send': '发送', 'stage.total': '总计',
+    'quick.slow': '语速放慢一点', 'quick.price': '现在报价格和今日优惠',
+    'quick.question': '先回答观众的问题', 'quick.energy': '再热情一点！',
+    'quick.close': '该逼单了：引导下单', 'quick.product': '把产品给镜头看',
+    'err.bad_token': '访问链接无效，请重新获取。',
+    'err.token_expired': '访问链接已过期，请重新获取。',
+    'err.room_full': '房间已满（已经有{role}了）。',
+    'err.room_full_generic': '房间已满。',
+    'err.server_busy': '服务器繁忙，稍后自动重试…',
+    'err.unreachable': '无法连接服务器，请检查网络；正在重试…',
+    'err.connection_lost': '连接已断开，正在重连…',
+    'err.mic_denied': '麦克风权限被拒绝。请在浏览器网站设置中允许后刷新。',
+    'err.camera_denied': '摄像头权限被拒绝，仅使用音频继续。',
+    'err.no_device': '没有找到麦克风或摄像头。',
+    'err.media': '无法启动麦克风/摄像头：{detail}',
+    'err.forbidden': '无权执行该操作：{detail}',
+    'err.timeout': '服务器响应超时，正在重试…',
+    'err.webrtc': '音视频连接失败，正在重连…',
+    'err.no_webrtc': '此浏览器不支持 WebRTC。',
+    'err.http': '服务器错误：{detail}',
+    'err.generic': '错误：{detail}',
+    'err.whisper_off': '没有麦克风：无法耳语，仅观看。',
+  },
+};
+
+const ROLE_NAMES = {
+  en: { mentor: 'mentor', streamer: 'streamer', trainee: 'trainee', qa: 'QA' },
+  zh: { mentor: '导师', streamer: '主播', trainee: '学员', qa: '质检' },
+};
+
+export function getLang() {
+  let saved = null;
+  try { saved = localStorage.getItem(STORAGE_KEY); } catch { /* storage disabled */ }
+  if (saved === 'en' || saved === 'zh') return saved;
+  return (navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en';
+}
+
+export function setLang(lang) {
+  if (lang !== 'en' && lang !== 'zh') return;
+  try { localStorage.setItem(STORAGE_KEY, lang); } catch { /* storage disabled */ }
+  applyI18n();
+  document.dispatchEvent(new CustomEvent('langchange', { detail: { lang } }));
+}
+
+/** Translate ``key``; ``{name}`` placeholders are filled from ``vars``. */
+export function t(key, vars = {}) {
+  const lang = getLang();
+  let text = DICT[lang][key] ?? DICT.en[key] ?? key;
+  if (vars.role && ROLE_NAMES[lang][vars.role]) vars = { ...vars, role: ROLE_NAMES[lang][vars.role] };
+  return text.replace(/\{(\w+)\}/g, (m, name) => (name in vars ? String(vars[name]) : m));
+}
+
+export function hasKey(key) { return key in DICT.en; }
+
+/** Fill every [data-i18n], [data-i18n-placeholder] and [data-i18n-title] under ``root``. */
+export function applyI18n(root = document) {
+  document.documentElement.lang = getLang() === 'zh' ? 'zh-CN' : 'en';
+  for (const el of root.querySelectorAll('[data-i18n]')) {
+    const vars = el.dataset.i18nVars ? JSON.parse(el.dataset.i18nVars) : {};
+    el.textContent = t(el.dataset.i18n, vars);
+  }
+  for (const el of root.querySelectorAll('[data-i18n-placeholder]')) el.placeholder = t(el.dataset.i18nPlaceholder);
+  for (const el of root.querySelectorAll('[data-i18n-title]')) el.title = t(el.dataset.i18nTitle);
+}
+
+export const DICTIONARY = DICT; // tests check both languages have the same keys

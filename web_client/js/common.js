@@ -1,0 +1,138 @@
+// Shared page plumbing: header + language switch, error banners, status pill, REST helpers.
+import { applyI18n, getLang, setLang, t } from '../i18n.js';
+
+export { t, getLang };
+
+const NAV = [
+  ['home', '/'], ['practice', '/static/practice.html'], ['stream', '/static/stream.html'],
+  ['mentor', '/static/mentor.html'], ['sessions', '/static/sessions.html'],
+];
+
+/** Build the header (links + zh/en switch) and translate the page. */
+export function initPage(active) {
+  const header = document.querySelector('header.top');
+  if (header) {
+    const links = NAV.map(([key, href]) =>
+      `<a href="${href}" class="${key === active ? 'active' : ''}" data-i18n="nav.${key}"></a>`).join('');
+    header.innerHTML = `<a class="brand" href="/" data-i18n="app.name"></a><nav>${links}</nav>
+      <label class="lang"><span data-i18n="lang.label"></span>
+        <select id="lang-switch"><option value="en">English</option><option value="zh">中文</option></select></label>`;
+    const sel = header.querySelector('#lang-switch');
+    sel.value = getLang();
+    sel.addEventListener('change', () => setLang(sel.value));
+  }
+  applyI18n();
+}
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else if (k === 'i18n') { node.dataset.i18n = v; node.textContent = t(v, attrs.vars || {}); }
+    else if (k === 'vars') node.dataset.i18nVars = JSON.stringify(v);
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+// ---- banners ---------------------------------------------------------------------------
+
+/** Show (or replace) the banner for ``reason``. Text re-translates on language change. */
+export function showBanner(reason, { key, vars = {}, kind = 'error', detail } = {}) {
+  const box = document.getElementById('banners');
+  if (!box) return;
+  const msgKey = key || (`err.${reason}`);
+  const fullVars = { detail: detail ?? '', ...vars };
+  let banner = box.querySelector(`.banner[data-reason="${CSS.escape(reason)}"]`);
+  if (!banner) {
+    banner = el('div', { class: `banner ${kind}`, role: 'alert', 'data-reason': reason });
+    banner.append(el('span', { class: 'msg' }),
+      el('button', { class: 'close', 'aria-label': 'close', text: '×', onclick: () => banner.remove() }));
+    box.append(banner);
+  }
+  banner.className = `banner ${kind}`;
+  const msg = banner.querySelector('.msg');
+  msg.dataset.i18n = msgKey;
+  msg.dataset.i18nVars = JSON.stringify(fullVars);
+  msg.textContent = t(msgKey, fullVars);
+}
+
+export function clearBanner(...reasons) {
+  for (const reason of reasons) document.querySelector(`#banners .banner[data-reason="${CSS.escape(reason)}"]`)?.remove();
+}
+
+// ---- status pill -----------------------------------------------------------------------
+
+export function setStatus(state, vars = {}) {
+  const pill = document.getElementById('conn-status');
+  if (!pill) return;
+  pill.dataset.state = state;
+  pill.dataset.i18n = `status.${state}`;
+  pill.dataset.i18nVars = JSON.stringify(vars);
+  pill.textContent = t(`status.${state}`, vars);
+}
+
+// ---- REST ------------------------------------------------------------------------------
+
+export class HttpError extends Error {
+  constructor(reason, message, status) { super(message); this.reason = reason; this.status = status; }
+}
+
+/** fetch JSON; network failure → HttpError('unreachable'), non-2xx → HttpError(server reason). */
+export async function fetchJSON(url, options = {}) {
+  let resp;
+  try {
+    resp = await fetch(url, { ...options, headers: { 'Content-Type': 'application/json', ...(options.headers || {}) } });
+  } catch (err) {
+    throw new HttpError('unreachable', String(err), 0);
+  }
+  let body = null;
+  try { body = await resp.json(); } catch { /* not JSON */ }
+  if (!resp.ok) {
+    const reason = body?.reason || body?.error || `http_${resp.status}`;
+    throw new HttpError(reason, body?.message || `${resp.status} ${resp.statusText}`, resp.status);
+  }
+  return body;
+}
+
+/** Dev/embedded mode: ask the server for a join token. */
+export async function devToken(room, role, user) {
+  const body = await fetchJSON('/api/dev/token', { method: 'POST', body: JSON.stringify({ room, role, user }) });
+  if (!body?.token) throw new HttpError('bad_token', 'no token in reply', 200);
+  return body.token;
+}
+
+/** Room/user ids must match ^[A-Za-z0-9_.:@-]{1,64}$ (server rule): derive one from a display name. */
+export function safeId(text, prefix) {
+  const slug = String(text || '').trim().replace(/\s+/g, '-').replace(/[^A-Za-z0-9_.:@-]/g, '').slice(0, 40);
+  return slug || `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+export function randomId(prefix) { return `${prefix}-${Math.random().toString(36).slice(2, 10)}`; }
+
+export const params = new URLSearchParams(location.search);
+
+/** Remember simple form values between visits. */
+export function persistInput(input, key) {
+  try {
+    const saved = localStorage.getItem(key);
+    if (saved && !input.value) input.value = saved;
+    input.addEventListener('change', () => localStorage.setItem(key, input.value));
+  } catch { /* storage disabled */ }
+}
+
+export function fmtMs(v) { return v === null || v === undefined || Number.isNaN(v) ? '—' : String(Math.round(v)); }
+
+/** Map getUserMedia failures onto banner reasons. */
+export function mediaErrorReason(err) {
+  const name = err?.name || '';
+  if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') return 'mic_denied';
+  if (name === 'NotFoundError' || name === 'OverconstrainedError' || name === 'DevicesNotFoundError') return 'no_device';
+  return 'media';
+}

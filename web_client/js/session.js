@@ -1,0 +1,172 @@
+// One session: transcript, per-turn latency chart (hand-drawn SVG), interruptions, report link.
+import { $, el, fetchJSON, fmtMs, initPage, params, showBanner, t } from './common.js';
+
+const LC = window.LC = { phase: 'loading', record: null, turns: [], transcript: [], interruptions: [], errors: [] };
+initPage('sessions');
+
+const STAGES = [ // [key, from field, to field, colour]
+  ['endpoint', 'user_speech_end_ns', 'eot_decision_ns', '#8aa4c8'],
+  ['stt', 'eot_decision_ns', 'stt_final_ns', '#4e79a7'],
+  ['llm', 'stt_final_ns', 'llm_first_token_ns', '#f28e2b'],
+  ['tts', 'llm_first_token_ns', 'tts_first_audio_ns', '#59a14f'],
+  ['send', 'tts_first_audio_ns', 'first_reply_frame_ns', '#b07aa1'],
+];
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** Stage durations (ms) of one turn; a missing timestamp folds its stage into the next one. */
+export function stagesOf(turn) {
+  const out = [];
+  let from = turn.user_speech_end_ns;
+  for (const [key, , to, colour] of STAGES) {
+    const end = turn[to];
+    if (from && end && end >= from) { out.push({ key, ms: (end - from) / 1e6, colour }); from = end; }
+  }
+  const total = turn.first_reply_frame_ns && turn.user_speech_end_ns
+    ? (turn.first_reply_frame_ns - turn.user_speech_end_ns) / 1e6 : null;
+  return { stages: out, total };
+}
+
+/** A round axis step giving at most 6 grid lines, and the axis top. */
+function niceScale(v) {
+  const step = [50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000].find((s) => v / s <= 6) || 20000;
+  return { step, max: Math.max(step, Math.ceil(v / step) * step) };
+}
+
+function drawChart(turns) {
+  const box = $('#chart');
+  const data = turns.map((turn) => ({ turn, ...stagesOf(turn) })).filter((d) => d.total !== null);
+  if (!data.length) { box.replaceChildren(el('p', { class: 'muted', i18n: 'session.none' })); return; }
+  const W = 760; const H = 280; const m = { l: 56, r: 12, t: 16, b: 64 };
+  const { step, max } = niceScale(Math.max(...data.map((d) => d.total)));
+  const y = (ms) => m.t + (H - m.t - m.b) * (1 - ms / max);
+  const slot = (W - m.l - m.r) / data.length;
+  const bw = Math.min(48, slot * 0.6);
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': t('session.chart') });
+  for (let v = 0; v <= max; v += step) { // grid + y labels
+    root.append(svg('line', { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v), class: 'grid' }),
+      svg('text', { x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'axis' }, String(Math.round(v))));
+  }
+  data.forEach((d, i) => {
+    const x = m.l + slot * i + (slot - bw) / 2;
+    let acc = 0;
+    const g = svg('g', { class: 'bar', 'data-turn': d.turn.turn });
+    const parts = d.stages.length ? d.stages : [{ key: 'total', ms: d.total, colour: '#4e79a7' }];
+    for (const s of parts) {
+      const rect = svg('rect', { x, width: bw, y: y(acc + s.ms), height: Math.max(0.5, y(acc) - y(acc + s.ms)),
+        fill: s.colour, class: `seg seg-${s.key}` });
+      rect.append(svg('title', {}, `${t(`stage.${s.key}`)}: ${fmtMs(s.ms)} ms`));
+      g.append(rect);
+      acc += s.ms;
+    }
+    g.append(svg('text', { x: x + bw / 2, y: y(d.total) - 4, 'text-anchor': 'middle', class: 'value' }, fmtMs(d.total)),
+      svg('text', { x: x + bw / 2, y: H - m.b + 16, 'text-anchor': 'middle', class: 'axis' },
+        `#${d.turn.turn}${d.turn.interrupted ? ' ✂' : ''}`));
+    root.append(g);
+  });
+  let lx = m.l; // legend
+  for (const [key, , , colour] of STAGES) {
+    root.append(svg('rect', { x: lx, y: H - 22, width: 12, height: 12, fill: colour }),
+      svg('text', { x: lx + 16, y: H - 12, class: 'legend' }, t(`stage.${key}`)));
+    lx += 16 + t(`stage.${key}`).length * 7 + 18;
+  }
+  box.replaceChildren(root);
+}
+
+function drawTurns(turns) {
+  $('#turns tbody').replaceChildren(...turns.map((turn) => {
+    const { stages, total } = stagesOf(turn);
+    const ms = Object.fromEntries(stages.map((s) => [s.key, s.ms]));
+    return el('tr', { 'data-turn': turn.turn }, el('td', { text: String(turn.turn) }),
+      ...['endpoint', 'stt', 'llm', 'tts', 'send'].map((k) => el('td', { class: 'num', text: fmtMs(ms[k]) })),
+      el('td', { class: 'num total', text: fmtMs(total) }));
+  }));
+}
+
+function transcriptOf(record, turns, events) {
+  const given = record.transcript;
+  if (Array.isArray(given) && given.length) return given.map((x) => ({ speaker: x.speaker || x.role, text: x.text, turn: x.turn }));
+  const finals = events.filter((e) => e.type === 'transcript' && e.final !== false && e.text);
+  if (finals.length) { // customer replies may arrive sentence by sentence: merge per speaker+turn
+    const merged = [];
+    for (const e of finals) {
+      const last = merged[merged.length - 1];
+      if (last && last.speaker === e.speaker && last.turn === e.turn && e.turn !== undefined) last.text = `${last.text} ${e.text}`;
+      else merged.push({ speaker: e.speaker, text: e.text, turn: e.turn });
+    }
+    for (const line of merged) line.interrupted = line.speaker === 'customer' && turns.some((x) => x.turn === line.turn && x.interrupted);
+    return merged;
+  }
+  const lines = [];
+  for (const turn of turns) { // derive from the turn records
+    if (turn.user_text) lines.push({ speaker: 'trainee', text: turn.user_text, turn: turn.turn });
+    const reply = turn.reply_played_text || turn.reply_planned_text;
+    if (reply) lines.push({ speaker: 'customer', text: reply, turn: turn.turn, interrupted: turn.interrupted });
+  }
+  return lines;
+}
+
+function drawTranscript(lines) {
+  $('#transcript').replaceChildren(...lines.map((x) => el('li', { class: `line ${x.speaker}${x.interrupted ? ' interrupted' : ''}` },
+    el('span', { class: 'who', i18n: x.speaker === 'trainee' ? 'speaker.trainee.other' : `speaker.${x.speaker}` }),
+    el('span', { class: 'text', text: x.text || '' }))));
+}
+
+function drawInterruptions(list) {
+  if (!list.length) { $('#interruptions').replaceChildren(el('li', { class: 'muted', i18n: 'session.none' })); return; }
+  $('#interruptions').replaceChildren(...list.map((x) => el('li', { class: 'interruption', i18n: 'interrupt.item',
+    vars: { turn: x.turn, played: x.played_text || '…', ms: Math.round(x.flushed_ms || 0) } })));
+}
+
+const asList = (body, key) => (Array.isArray(body) ? body : (body?.[key] || []));
+
+/** The last record per turn number (a turn may be logged more than once as it fills in). */
+function latestTurns(events) {
+  const byTurn = new Map();
+  for (const e of events) if ((e.type ?? 'turn') === 'turn' && e.turn !== undefined) byTurn.set(e.turn, e);
+  return [...byTurn.values()].sort((a, b) => a.turn - b.turn);
+}
+
+async function load() {
+  const id = params.get('id');
+  if (!id) { showBanner('missing', { key: 'session.missing' }); LC.phase = 'error'; return; }
+  $('#sid').textContent = id;
+  $('#report').href = `/api/sessions/${encodeURIComponent(id)}/report.html`;
+  const base = `/api/sessions/${encodeURIComponent(id)}`;
+  let record;
+  let turnEvents;
+  let transcriptEvents = [];
+  try {
+    record = await fetchJSON(base);
+    turnEvents = asList(await fetchJSON(`${base}/turns`), 'turns');
+    try { transcriptEvents = asList(await fetchJSON(`${base}/events?type=transcript`), 'events'); } catch { /* optional */ }
+  } catch (err) {
+    LC.errors.push({ reason: err.reason, detail: err.message });
+    LC.phase = 'error';
+    showBanner(err.reason === 'unreachable' ? 'unreachable' : 'http', { detail: err.message });
+    return;
+  }
+  record = record?.session || record || {};
+  let turns = latestTurns(turnEvents);
+  if (!turns.length && Array.isArray(record.turns)) turns = record.turns;
+  LC.record = record;
+  LC.turns = turns;
+  LC.transcript = transcriptOf(record, turns, transcriptEvents);
+  LC.interruptions = turnEvents.filter((e) => e.type === 'interruption');
+  if (!LC.interruptions.length && Array.isArray(record.interruptions)) LC.interruptions = record.interruptions;
+  $('#summary').textContent = [record.user, record.scenario, record.kind, record.room,
+    record.started_at ? new Date(record.started_at * 1000).toLocaleString() : null].filter(Boolean).join(' · ');
+  drawChart(turns);
+  drawTurns(turns);
+  drawTranscript(LC.transcript);
+  drawInterruptions(LC.interruptions);
+  LC.phase = 'ready';
+}
+document.addEventListener('langchange', () => { if (LC.phase === 'ready') drawChart(LC.turns); });
+load();
