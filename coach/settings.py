@@ -40,7 +40,9 @@ class WhisperSettings(BaseModel):
     model_dir: str = "~/.cache/livecoach/whisper-base"
     compute_type: str = "int8"
     cpu_threads: int = Field(default=2, ge=1)
-    beam_size: int = Field(default=1, ge=1)
+    # 2, not 1: measured here, beam 1 hears "I've done this face cream" for "Hi, does this face
+    # cream"; beam 2 gets it right for +2 % decode time (beam 5: +40 %).
+    beam_size: int = Field(default=2, ge=1)
     max_new_tokens: int = Field(default=96, ge=8)
 
 
