@@ -114,12 +114,21 @@ class _Pipeline:
             await asyncio.sleep(ALERT_TICK_S)
             self.tap.alerts.tick(time.perf_counter_ns())
 
-    async def close_common(self) -> None:
+    async def close(self) -> None:
+        """Stop the pump and the ticker, then the pipeline's own work, then write the report."""
+        if self._closed:
+            return
+        self._closed = True
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
         if self.inbound is not None:
             await self.inbound.stop()
+        await self.stop_work()
+        await self.finish()
+
+    async def stop_work(self) -> None:
+        """Cancel what the pipeline itself started (overridden)."""
 
     async def finish(self) -> None:
         """Close the recording and store the report in the session record."""
@@ -165,14 +174,9 @@ class PracticeSession(_Pipeline):
         await self.agent.start()
         self.start_common(self._on_pcm)
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self.close_common()
+    async def stop_work(self) -> None:
         await self.agent.close()
         self.output.stop()
-        await self.finish()
 
 
 class StreamAnalysis(_Pipeline):
@@ -224,15 +228,10 @@ class StreamAnalysis(_Pipeline):
     async def start(self) -> None:
         self.start_common(self._on_pcm)
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self.close_common()
+    async def stop_work(self) -> None:
         for task in list(self._stt_tasks):
             task.cancel()
         await asyncio.gather(*self._stt_tasks, return_exceptions=True)
-        await self.finish()
 
 
 def preload_providers(settings: ProviderSettings) -> None:
