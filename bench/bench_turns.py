@@ -87,7 +87,8 @@ async def main(turns: int, barges: int) -> dict[str, Any]:
                 await track.recv()
 
         drainer = asyncio.create_task(drain())
-        agent = CustomerAgent(session_id="bench", scenario=scenario, providers=build_providers(settings.providers, scenario),
+        providers = build_providers(settings.providers, scenario)
+        agent = CustomerAgent(session_id="bench", scenario=scenario, providers=providers,
                               output=track, events=sink, settings=settings)
         await agent.start()
         try:
@@ -106,6 +107,7 @@ async def main(turns: int, barges: int) -> dict[str, Any]:
                 await wait(lambda: agent.state == "listening", agent)
         finally:
             await agent.close()
+            await providers.aclose()
             drainer.cancel()
             await asyncio.gather(drainer, return_exceptions=True)
             track.stop()

@@ -159,6 +159,7 @@ class PracticeSession(_Pipeline):
 
     def __init__(self, ctx: MediaContext, scenario: Scenario, providers: Providers, vad: SileroVad) -> None:
         super().__init__(ctx, scenario, speaker="trainee")
+        self.providers = providers
         on_frame = self.recorder.on_output_frame if self.recorder else None
         self.output = PacedAudioTrack.from_settings(ctx.settings.media, on_frame=on_frame)
         self.agent = CustomerAgent(session_id=ctx.session_id, scenario=scenario, providers=providers,
@@ -177,6 +178,7 @@ class PracticeSession(_Pipeline):
     async def stop_work(self) -> None:
         await self.agent.close()
         self.output.stop()
+        await self.providers.aclose()
 
 
 class StreamAnalysis(_Pipeline):
@@ -189,6 +191,7 @@ class StreamAnalysis(_Pipeline):
                  vad: SileroVad) -> None:
         super().__init__(ctx, scenario, speaker="streamer")
         self.segmenter = VadSegmenter(ctx.settings.coach.vad, vad=vad)
+        self.providers = providers
         self.stt = providers.stt if providers else None
         self._stt_tasks: set[asyncio.Task[None]] = set()
 
@@ -232,6 +235,8 @@ class StreamAnalysis(_Pipeline):
         for task in list(self._stt_tasks):
             task.cancel()
         await asyncio.gather(*self._stt_tasks, return_exceptions=True)
+        if self.providers is not None:
+            await self.providers.aclose()
 
 
 def preload_providers(settings: ProviderSettings) -> None:

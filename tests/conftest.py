@@ -15,6 +15,10 @@ aioice.ice.get_host_addresses = lambda **kwargs: ["127.0.0.1"]
 # network namespace at configure time): `python -m pytest tests/browser`.
 collect_ignore = ["browser"]
 
+# Tests that want Redis ask for the `redis_url` fixture; every other app under test uses the
+# default in-memory store even when the environment (CI) exports REDIS_URL.
+_REDIS_URL = os.environ.pop("REDIS_URL", None) or "redis://127.0.0.1:6379/15"
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("LIVECOACH_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
@@ -28,4 +32,4 @@ def fixtures_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+    return _REDIS_URL

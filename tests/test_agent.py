@@ -57,10 +57,11 @@ class Harness:
     async def __aenter__(self) -> Harness:
         self.track = PacedAudioTrack(sample_rate=48_000, frame_ms=20)
         self.sink = Sink(self.track)
+        self.providers = build_providers(self.settings.providers, self.scenario)
         self.agent = CustomerAgent(
             session_id="t1",
             scenario=self.scenario,
-            providers=build_providers(self.settings.providers, self.scenario),
+            providers=self.providers,
             output=self.track,
             events=self.sink,
             settings=self.settings,
@@ -76,6 +77,7 @@ class Harness:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.agent.close()
+        await self.providers.aclose()
         self.drain.cancel()
         await asyncio.gather(self.drain, return_exceptions=True)
         self.track.stop()

@@ -15,6 +15,13 @@ class Providers:
     llm: LLMProvider
     tts: TTSProvider
     fallback_line: dict[str, str] | None = None  # per language; None = ProviderSettings default
+    http_client: Any = None  # the shared AsyncOpenAI, when a stage uses it
+
+    async def aclose(self) -> None:
+        """Close the HTTP pool (its connections would outlive the session otherwise)."""
+        if self.http_client is not None:
+            client, self.http_client = self.http_client, None
+            await client.close()
 
 
 def build_providers(settings: ProviderSettings, scenario: Any) -> Providers:
@@ -52,4 +59,4 @@ def build_providers(settings: ProviderSettings, scenario: Any) -> Providers:
 
         tts = EspeakTTS(settings.espeak)
 
-    return Providers(stt=stt, llm=llm, tts=tts, fallback_line=dict(settings.fallback_line))
+    return Providers(stt=stt, llm=llm, tts=tts, fallback_line=dict(settings.fallback_line), http_client=client)
