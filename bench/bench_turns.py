@@ -91,6 +91,7 @@ async def main(turns: int, barges: int) -> dict[str, Any]:
         agent = CustomerAgent(session_id="bench", scenario=scenario, providers=providers,
                               output=track, events=sink, settings=settings)
         await agent.start()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
         try:
             for n in range(turns):
                 await tick(agent, question, fast=True)
@@ -105,6 +106,7 @@ async def main(turns: int, barges: int) -> dict[str, Any]:
                 await tick(agent, interrupt, fast=False)
                 await wait(lambda: len(agent.interruptions) > before and agent.state in ("speaking", "listening"), agent)
                 await wait(lambda: agent.state == "listening", agent)
+            cpu_pct = 100 * (time.process_time() - cpu0) / (time.perf_counter() - wall0)
         finally:
             await agent.close()
             await providers.aclose()
@@ -132,6 +134,9 @@ async def main(turns: int, barges: int) -> dict[str, Any]:
         "decision_to_flushed_ms": {"p50": pct(flush_ms, 50), "max": round(max(flush_ms), 3) if flush_ms else None},
         "queued_ms_after_flush": {"max": max((q for _, q in sink.interrupted_at), default=None)},
         "flushed_ms": {"p50": pct([r.flushed_ms for r in recs], 50)},
+        # One live session (VAD on every 32 ms, paced output, turns): % of one core. Includes the
+        # in-process fake provider server, so it is an upper bound of the agent's own cost.
+        "cpu_per_session_pct_of_core": round(cpu_pct, 1),
     }
 
 

@@ -6,6 +6,7 @@ export { t, getLang };
 const NAV = [
   ['home', '/'], ['practice', '/static/practice.html'], ['stream', '/static/stream.html'],
   ['mentor', '/static/mentor.html'], ['sessions', '/static/sessions.html'],
+  ['progress', '/static/progress.html'],
 ];
 
 /** Build the header (links + zh/en switch) and translate the page. */

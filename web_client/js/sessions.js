@@ -26,6 +26,11 @@ async function load() {
     el('td', { class: 'num', text: String(s.turns ?? s.turn_count ?? (Array.isArray(s.turn_records) ? s.turn_records.length : '')) }),
     el('td', {}, el('a', { href: `/static/session.html?id=${encodeURIComponent(s.session_id)}`, i18n: 'col.open' })))));
   $('#empty').hidden = LC.sessions.length > 0;
+  // One progress link per trainee (kept out of the rows: each row has exactly one link, to the session).
+  const users = [...new Set(LC.sessions.map((s) => s.user).filter(Boolean))].sort();
+  $('#trainees .links').replaceChildren(...users.flatMap((u, i) => [i ? ' · ' : '',
+    el('a', { href: `/static/progress.html?user=${encodeURIComponent(u)}`, 'data-user': u, text: u })]));
+  $('#trainees').hidden = users.length === 0;
   LC.phase = 'ready';
 }
 load();
