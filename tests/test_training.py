@@ -46,7 +46,7 @@ async def test_dead_air_alert_reaches_the_mentor_on_time(aiohttp_server: Any, tm
     # Fires once the silence after the streamer's last word passes the threshold (1.5 s), on the
     # 250 ms alert tick: not before, and not much after.
     silence_s = (alert["t_ns"] - speech_end["speech_end_ns"]) / 1e9
-    assert 1.5 <= silence_s < 2.2, silence_s
+    assert 1.5 <= silence_s < 2.5, silence_s
     assert alert["severity"] and alert["message"]
     assert transcript["speaker"] == "streamer" and transcript["text"] == QUESTION
     # Alerts are for the mentor (and QA), not pushed to the streamer by default.
