@@ -12,6 +12,7 @@ the answer is made; what we return is closed when the session ends.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ from server.settings import PROJECT_ROOT, Settings
 log = logging.getLogger(__name__)
 
 ALERT_TICK_S = 0.25
+METRICS_EVERY_TICKS = 4
 MAX_SESSION_EVENTS = 50_000  # report input kept in memory; far above a 1-hour session
 
 
@@ -59,16 +61,20 @@ class SessionTap:
     """The SessionEvents a pipeline emits into: forwards to the room, feeds live alerts, and keeps
     the session's events for the final report (the room's log writer may still be flushing)."""
 
-    def __init__(self, room_events: Any, alerts: LiveAlerts | None = None) -> None:
+    def __init__(self, room_events: Any) -> None:
         self._room = room_events
-        self.alerts = alerts
+        self.alerts: LiveAlerts | None = None
         self.events: list[dict[str, Any]] = []
 
     def emit(self, event: dict[str, Any]) -> None:
         event = dict(event)
         event.setdefault("t_ns", time.perf_counter_ns())
-        if len(self.events) < MAX_SESSION_EVENTS:
-            self.events.append(event)
+        if event.get("type") != "metrics":  # live snapshots are not part of the record
+            if len(self.events) < MAX_SESSION_EVENTS:
+                self.events.append(event)
+            elif len(self.events) == MAX_SESSION_EVENTS:
+                self.events.append({"type": "truncated", "t_ns": event["t_ns"]})
+                log.warning("session events over %d: the report covers the first part only", MAX_SESSION_EVENTS)
         self._room.emit(event)
         if self.alerts is not None and event.get("type") != "alert":
             self.alerts.on_event(event)
@@ -109,10 +115,15 @@ class _Pipeline:
         })
 
     async def _tick(self) -> None:
-        assert self.tap.alerts is not None
-        while True:
+        """Alerts every 250 ms; a live-metrics snapshot for the mentor's panel every second."""
+        alerts = self.tap.alerts
+        assert alerts is not None
+        for n in itertools.count(1):
             await asyncio.sleep(ALERT_TICK_S)
-            self.tap.alerts.tick(time.perf_counter_ns())
+            now = time.perf_counter_ns()
+            alerts.tick(now)
+            if n % METRICS_EVERY_TICKS == 0:
+                self.tap.emit(alerts.snapshot(now))
 
     async def close(self) -> None:
         """Stop the pump and the ticker, then the pipeline's own work, then write the report."""

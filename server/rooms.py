@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 ConnRef = tuple[str, str]  # (process id holding the WebSocket, connection id)
 EVENT_QUEUE_SIZE = 2000
+TRANSIENT_EVENT_TYPES = frozenset({"metrics"})  # live snapshots: broadcast, not logged
 FLUSH_TIMEOUT_S = 3.0
 
 
@@ -154,7 +155,8 @@ class Room:
                 if alert and p.role in PRIMARY_ROLES and not alert_primary:
                     continue
                 self.manager.outbox.send(p.conn, event)
-            self.log_event(event)
+            if event.get("type") not in TRANSIENT_EVENT_TYPES:
+                self.log_event(event)
             self.manager.metrics.observe_event(event)
         except Exception:  # noqa: BLE001 - the contract says emit never raises
             log.exception("room %s: emit failed", self.room_id)

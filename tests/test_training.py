@@ -41,6 +41,7 @@ async def test_dead_air_alert_reaches_the_mentor_on_time(aiohttp_server: Any, tm
                 "alert", lambda m: m.get("kind") == "dead_air" and m["t_ns"] > speech_end["speech_end_ns"],
                 timeout=10)
             transcript = await mentor.wait_for("transcript", timeout=10)
+            live = await mentor.wait_for("metrics", lambda m: m["t_ns"] > alert["t_ns"], timeout=5)
             await streamer.leave()
     assert speech_end["speaker"] == "streamer"
     # Fires once the silence after the streamer's last word passes the threshold (1.5 s), on the
@@ -49,6 +50,8 @@ async def test_dead_air_alert_reaches_the_mentor_on_time(aiohttp_server: Any, tm
     assert 1.5 <= silence_s < 2.5, silence_s
     assert alert["severity"] and alert["message"]
     assert transcript["speaker"] == "streamer" and transcript["text"] == QUESTION
+    # The mentor's live panel: silence is counting, the streamer's words were counted.
+    assert live["speaker"] == "streamer" and live["silence_s"] >= 1.5, live
     # Alerts are for the mentor (and QA), not pushed to the streamer by default.
     assert not streamer.messages("alert")
 
