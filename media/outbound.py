@@ -75,10 +75,15 @@ class PacedAudioTrack(AudioStreamTrack):
         self._resamplers: dict[tuple[str, int], av.AudioResampler] = {}
         self._active: set[str] = set()  # utterances not done yet (flush touches only these)
         self._start_ns: int | None = None
+        # Speech start realigns the frame clock: while idle (silence going out) recv() waits on
+        # this future as well as on its 20 ms slot, so a reply's first frame leaves as soon as it
+        # is ready instead of waiting up to one frame (10 ms on average) for the next slot.
+        self._idle = True
+        self._wake: asyncio.Future[None] | None = None
         self._pts = 0
         self._frame_index = 0
         self.stats = {"frames": 0, "audio_frames": 0, "underruns": 0, "late_resets": 0, "flushes": 0,
-                      "flushed_ms": 0.0, "dropped_pushes": 0}
+                      "flushed_ms": 0.0, "dropped_pushes": 0, "early_starts": 0}
 
     @classmethod
     def from_settings(cls, settings: MediaSettings, on_frame: FrameCallback | None = None) -> "PacedAudioTrack":
@@ -117,6 +122,7 @@ class PacedAudioTrack(AudioStreamTrack):
             if tail:
                 self._enqueue(utt, utterance_id, np.concatenate(tail))
         utt.ended = True
+        self._wake_if_ready()
         self._check_done(utt)
 
     def flush(self) -> float:
@@ -158,6 +164,7 @@ class PacedAudioTrack(AudioStreamTrack):
             raise MediaStreamError
         await self._pace()
         uid, pcm = self._take_frame()
+        self._idle = uid is None
         frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = self.sample_rate
         frame.pts = self._pts
@@ -196,8 +203,32 @@ class PacedAudioTrack(AudioStreamTrack):
             self.stats["late_resets"] += 1
             self._start_ns, self._frame_index = now, 0
             return
-        if due > now:
+        if due <= now:
+            return
+        if not self._idle:
             await asyncio.sleep((due - now) / 1e9)
+            return
+        if not self._head_ready():
+            loop = asyncio.get_running_loop()
+            self._wake = loop.create_future()
+            timer = loop.call_later((due - now) / 1e9, _resolve, self._wake)
+            try:
+                await self._wake
+            finally:
+                timer.cancel()
+                self._wake = None
+            if not self._head_ready():
+                return  # the slot came first
+        # Audio became ready between slots: send it now and count the next slots from here.
+        self.stats["early_starts"] += 1
+        self._start_ns, self._frame_index = time.perf_counter_ns(), 0
+
+    def _head_ready(self) -> bool:
+        """A whole frame (or an ended utterance's tail) waits at the head of the queue."""
+        if not self._queue:
+            return False
+        utt = self._utterances.get(self._queue[0].utterance_id)
+        return utt is not None and (utt.queued >= self.samples_per_frame or utt.ended)
 
     def _take_frame(self) -> tuple[str | None, np.ndarray]:
         n = self.samples_per_frame
@@ -264,8 +295,18 @@ class PacedAudioTrack(AudioStreamTrack):
         self._queue.append(_Chunk(utterance_id, pcm))
         self._queued_samples += pcm.size
         utt.queued += pcm.size
+        self._wake_if_ready()
+
+    def _wake_if_ready(self) -> None:
+        if self._wake is not None and not self._wake.done() and self._head_ready():
+            self._wake.set_result(None)
 
     def _check_done(self, utt: _Utterance) -> None:
         if utt.ended and utt.queued == 0:
             utt.playout.done = True
             self._active.discard(utt.playout.utterance_id)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -453,3 +453,33 @@ async def _drain(track, seconds: float) -> None:
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         await track.recv()
+
+
+async def test_reply_start_does_not_wait_for_the_next_frame_slot():
+    """While silence goes out, a reply's first frame leaves when it is ready, not at the next
+    20 ms slot; later frames are paced from there."""
+    track = PacedAudioTrack()
+    frames: list[int] = []
+
+    async def drain() -> None:
+        while True:
+            await track.recv()
+            frames.append(time.perf_counter_ns())
+
+    task = asyncio.create_task(drain())
+    try:
+        await asyncio.sleep(0.111)  # mid-slot, silence going out
+        pushed_ns = time.perf_counter_ns()
+        track.push("r", np.full(4_800, 3_000, dtype=np.int16).tobytes(), 48_000)  # 100 ms
+        track.end("r")
+        await asyncio.sleep(0.2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        track.stop()
+    p = track.playout("r")
+    assert track.stats["early_starts"] == 1 and p.done
+    assert (p.first_frame_ns - pushed_ns) / 1e6 < 20  # stock pacing waits up to a whole frame
+    after = [t for t in frames if t >= p.first_frame_ns][:6]
+    gaps_ms = [(b - a) / 1e6 for a, b in zip(after, after[1:])]
+    assert 90 <= sum(gaps_ms) <= 130, gaps_ms  # 5 frames of 20 ms after the realigned start
