@@ -48,7 +48,10 @@ def make_app(settings: Settings, hooks: MediaHooks | None = None, process_id: st
     pid = process_id or f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     state = AppState(settings=settings, process_id=pid, hooks=hooks or NoMediaHooks())
     # Until startup runs, /healthz etc. must still answer: a manager with no store.
-    app = web.Application(client_max_size=256 * 1024)
+    from server.api_auth import make_api_auth
+
+    app = web.Application(client_max_size=256 * 1024,
+                          middlewares=[make_api_auth(settings.server.secret, open_api=settings.server.dev_tokens)])
     app[STATE] = state
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)

@@ -41,7 +41,8 @@ class ServerSettings(BaseModel):
     ws_heartbeat_s: float = Field(default=5.0, gt=0)
     shutdown_timeout_s: float = Field(default=5.0, gt=0)
     # Embedded/dev mode: pages may ask POST /api/dev/token for a join token, and the REST API is
-    # readable without a token. Turn off in production and issue tokens with `livecoach token`.
+    # readable without a token. Off (production): issue tokens with `livecoach token`; the API
+    # then needs one (mentor/qa read all, a trainee/streamer only their own; server/api_auth.py).
     dev_tokens: bool = True
 
 

@@ -1,0 +1,51 @@
+"""Production mode (dev_tokens off): the REST API needs a token, and trainees see only their own."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from server.app import STATE, make_app
+from server.auth import issue_token
+from server.settings import load_settings
+
+
+async def test_api_needs_a_token_and_trainees_read_only_their_own(aiohttp_server: Any, tmp_path: Path) -> None:
+    settings = load_settings()
+    settings.server.data_dir = str(tmp_path)
+    settings.server.dev_tokens = False
+    secret = settings.server.secret
+    app = make_app(settings)
+    server = await aiohttp_server(app)
+    store = app[STATE].store
+    for sid, user in (("s-ann", "ann"), ("s-ben", "ben")):
+        await store.save_session({"session_id": sid, "user": user, "room": "r", "kind": "practice",
+                                  "started_at": time.time()})
+    ann = issue_token(secret, "r", "trainee", "ann", 600)
+    mentor = issue_token(secret, "r", "mentor", "mia", 600)
+    forged = ann[:-2] + ("AA" if not ann.endswith("AA") else "BB")
+
+    async def status(path: str, token: str | None = None, header: bool = True) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token and header else {}
+        params = {"token": token} if token and not header else {}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.make_url(path), headers=headers, params=params) as resp:
+                return resp.status
+
+    assert await status("/api/clock") == 200 and await status("/api/scenarios") == 200
+    assert await status("/healthz") == 200
+    assert await status("/api/sessions/s-ann") == 401
+    assert await status("/api/sessions/s-ann", forged) == 401
+    assert await status("/api/sessions/s-ann", ann) == 200
+    assert await status("/api/sessions/s-ann/events", ann, header=False) == 200
+    assert await status("/api/sessions/s-ben", ann) == 403
+    assert await status("/api/sessions", ann) == 403  # listing everyone
+    assert await status("/api/sessions?user=ann", ann) == 200
+    assert await status("/api/trainees/ben/progress", ann) == 403
+    assert await status("/api/export/sessions.csv?user=ann", ann) == 200
+    assert await status("/api/sessions/s-ben", mentor) == 200
+    assert await status("/api/sessions", mentor) == 200
+    assert await status("/api/dev/token") in (404, 405)  # dev tokens are off
