@@ -99,12 +99,12 @@ async def _text(server: Any, path: str) -> str:
             return await resp.text()
 
 
-def _events(start: float, trainee_text: str, latency_ms: float) -> list[dict[str, Any]]:
+def practice_log(start: float, trainee_text: str, latency_ms: float, user: str = "bob") -> list[dict[str, Any]]:
     """A one-turn practice log: the trainee answers the customer's question after 1 s."""
     ns = int(start * 1e9)
     s = lambda sec: ns + int(sec * 1e9)  # noqa: E731
     return [
-        {"type": "session_started", "t_ns": s(0), "kind": "practice", "user": "bob"},
+        {"type": "session_started", "t_ns": s(0), "kind": "practice", "user": user},
         {"type": "transcript", "speaker": "customer", "text": "Is it good for sensitive skin?", "final": True,
          "start_ns": s(0.5), "end_ns": s(2.0), "t_ns": s(2.0), "turn": 0},
         {"type": "vad", "speaker": "trainee", "edge": "start", "speech_start_ns": s(3.0), "t_ns": s(3.1)},
@@ -137,7 +137,7 @@ async def test_progress_over_three_sessions_shows_the_trend(aiohttp_server: Any,
             started = time.mktime(time.strptime(day, "%Y-%m-%d")) + 3600
             record = {"session_id": f"s{i}{time.perf_counter_ns()}", "user": "bob", "room": "r", "kind": "practice",
                       "started_at": started, "scenario": scenario.id, "language": "en", "status": "ended"}
-            record["report"] = build_report(record, _events(started, answer, 900 - 200 * i), scenario)
+            record["report"] = build_report(record, practice_log(started, answer, 900 - 200 * i), scenario)
             await store.save_session(record)
     finally:
         await bus.close()

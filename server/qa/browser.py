@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from server.qa.measure import ClockAlignment, summarize_run
-from server.qa.runner import Progress, QaConfig, SessionResult, _join_server_turns, fetch_server_turns, get_token, measure_clock
+from server.qa.runner import Progress, QaConfig, SessionResult, _join_server_turns, collect_server_turns, get_token, measure_clock
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
@@ -248,14 +248,7 @@ async def run_browser_qa(cfg: QaConfig, progress: Progress | None = None) -> dic
             results = list(await asyncio.gather(*(one(i) for i in range(cfg.sessions))))
         finally:
             await browser.close()
-        await asyncio.sleep(0.3)
-        events: dict[int, list[dict[str, Any]]] = {}
-        for res in results:
-            if res.session_id and res.turns:
-                try:
-                    events[res.session] = await fetch_server_turns(http, cfg.url, res.session_id, res.token)
-                except (RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    say(f"session {res.session}: no server stage timestamps ({exc})")
+        events = await collect_server_turns(http, cfg.url, results, say)
     _join_server_turns(results, events, ClockAlignment(offset_ns=wall_offset, rtt_ns=clock.rtt_ns, same_clock=False))
     turns = [t for r in results for t in r.turns]
     sessions = [r.as_dict() for r in results]

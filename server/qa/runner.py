@@ -228,6 +228,21 @@ async def measure_clock(http: aiohttp.ClientSession, url: str, samples: int = 5)
     return ClockAlignment.from_samples(out)
 
 
+async def collect_server_turns(http: aiohttp.ClientSession, url: str, results: list[SessionResult],
+                               say: Progress) -> dict[int, list[dict[str, Any]]]:
+    """Every measured session's server turn records, by session index."""
+    # The server writes a turn record when the reply finishes; give the last ones a moment.
+    await asyncio.sleep(0.3)
+    server_turns: dict[int, list[dict[str, Any]]] = {}
+    for res in results:
+        if res.session_id and res.turns:
+            try:
+                server_turns[res.session] = await fetch_server_turns(http, url, res.session_id, res.token)
+            except (RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                say(f"session {res.session}: no server stage timestamps ({exc})")
+    return server_turns
+
+
 async def fetch_server_turns(http: aiohttp.ClientSession, url: str, session_id: str,
                              token: str | None) -> list[dict[str, Any]]:
     """The session's ``turn`` and ``interruption`` events (empty when the server has none yet)."""
@@ -563,15 +578,7 @@ async def run_qa(cfg: QaConfig, progress: Progress | None = None) -> dict[str, A
             await asyncio.gather(*tasks, return_exceptions=True)
             client_health = await lag.stop()
         results = [p.result for p in probes]
-        # The server writes a turn record when the reply finishes; give the last ones a moment.
-        await asyncio.sleep(0.3)
-        server_turns: dict[int, list[dict[str, Any]]] = {}
-        for res in results:
-            if res.session_id and res.turns:
-                try:
-                    server_turns[res.session] = await fetch_server_turns(http, cfg.url, res.session_id, res.token)
-                except (RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    say(f"session {res.session}: no server stage timestamps ({exc})")
+        server_turns = await collect_server_turns(http, cfg.url, results, say)
     _join_server_turns(results, server_turns, clock)
     turns = [t for r in results for t in r.turns]
     sessions = [r.as_dict() for r in results]

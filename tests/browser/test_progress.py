@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.browser.conftest import ServerThread, browser_settings, poll
+from tests.test_training import practice_log
 
 USER = "trainee-pat"
 DAYS = ["2026-10-01", "2026-10-15", "2026-11-01"]
@@ -27,25 +28,6 @@ ANSWERS = [  # worse → better: fillers drop, script keywords and objection han
     "yes, it is fragrance free, dermatologist tested, with a patch test guide and a 7-day return",
 ]
 
-
-def _events(start: float, trainee_text: str, latency_ms: float) -> list[dict[str, Any]]:
-    """A one-turn practice log (as tests/test_training.py): the trainee answers the customer's question."""
-    ns = int(start * 1e9)
-    s = lambda sec: ns + int(sec * 1e9)  # noqa: E731
-    return [
-        {"type": "session_started", "t_ns": s(0), "kind": "practice", "user": USER},
-        {"type": "transcript", "speaker": "customer", "text": "Is it good for sensitive skin?", "final": True,
-         "start_ns": s(0.5), "end_ns": s(2.0), "t_ns": s(2.0), "turn": 0},
-        {"type": "vad", "speaker": "trainee", "edge": "start", "speech_start_ns": s(3.0), "t_ns": s(3.1)},
-        {"type": "vad", "speaker": "trainee", "edge": "end", "speech_start_ns": s(3.0), "speech_end_ns": s(8.0),
-         "t_ns": s(8.5)},
-        {"type": "transcript", "speaker": "trainee", "text": trainee_text, "final": True, "start_ns": s(3.0),
-         "end_ns": s(8.0), "t_ns": s(8.6), "turn": 1},
-        {"type": "turn", "turn": 1, "session_id": "x", "user_speech_start_ns": s(3.0), "user_speech_end_ns": s(8.0),
-         "eot_decision_ns": s(8.5), "first_reply_frame_ns": s(8.0) + int(latency_ms * 1e6), "t_ns": s(12),
-         "user_text": trainee_text, "reply_played_text": "OK.", "interrupted": False},
-        {"type": "session_ended", "t_ns": s(12)},
-    ]
 
 
 async def _seed(settings: Any) -> list[dict[str, Any]]:
@@ -62,7 +44,7 @@ async def _seed(settings: Any) -> list[dict[str, Any]]:
             record = {"session_id": f"prog{i}-{time.perf_counter_ns()}", "user": USER, "room": f"r{i}",
                       "kind": "practice", "started_at": started, "ended_at": started + 12,
                       "scenario": scenario.id, "language": "en", "status": "ended"}
-            record["report"] = build_report(record, _events(started, answer, 900 - 200 * i), scenario)
+            record["report"] = build_report(record, practice_log(started, answer, 900 - 200 * i, USER), scenario)
             await store.save_session(record)
             records.append(record)
     finally:
