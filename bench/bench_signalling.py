@@ -149,13 +149,17 @@ async def one_run(cluster: Cluster, media: MediaSettings) -> dict[str, float]:
             "tip_rtt_server_ms": float(acked["rtt_ms"]),
         }
     finally:
-        tone.stop()
-        video.stop()
-        await mentor.close()
-        await streamer.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await teardown([tone, video], [mentor, streamer], tasks)
+
+
+async def teardown(tracks: list[Any], clients: list[LivecoachClient], tasks: list[asyncio.Task[None]]) -> None:
+    for track in tracks:
+        track.stop()
+    for client in clients:
+        await client.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def audio_delay(cluster: Cluster, media: MediaSettings, bursts: int) -> list[float]:
@@ -202,13 +206,7 @@ async def audio_delay(cluster: Cluster, media: MediaSettings, bursts: int) -> li
                 delays.append((heard - sent) / 1e6)
         return delays
     finally:
-        tone.stop()
-        video.stop()
-        await mentor.close()
-        await streamer.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await teardown([tone, video], [mentor, streamer], tasks)
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
