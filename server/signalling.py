@@ -64,7 +64,8 @@ class Connection:
             self._queue.put_nowait((_CLOSE, code, reason))
         except asyncio.QueueFull:
             self.writer.cancel()
-            asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()[:120]))
+            # The closing task takes the writer's place, so the handler's cleanup awaits it.
+            self.writer = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()[:120]))
 
     async def _write(self) -> None:
         while True:
