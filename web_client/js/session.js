@@ -1,5 +1,5 @@
 // One session: transcript, per-turn latency chart (hand-drawn SVG), interruptions, report link.
-import { $, el, fetchJSON, fmtMs, initPage, params, showBanner, t } from './common.js';
+import { $, el, fetchJSON, fmtMs, getLang, initPage, params, showBanner, t } from './common.js';
 
 const LC = window.LC = { phase: 'loading', record: null, turns: [], transcript: [], interruptions: [], errors: [] };
 initPage('sessions');
@@ -166,7 +166,38 @@ async function load() {
   drawTurns(turns);
   drawTranscript(LC.transcript);
   drawInterruptions(LC.interruptions);
+  if (record.recording) {
+    $('#recording').src = `${base}/recording`;
+    $('#recording-card').hidden = false;
+  }
+  try { LC.report = await fetchJSON(`${base}/report`); } catch { LC.report = null; /* the page stands without it */ }
+  drawScores(LC.report);
   LC.phase = 'ready';
 }
-document.addEventListener('langchange', () => { if (LC.phase === 'ready') drawChart(LC.turns); });
+
+const DIMENSIONS = ['knowledge', 'skill', 'response', 'composure'];
+
+function drawScores(report) {
+  const body = $('#scores tbody');
+  body.replaceChildren();
+  if (!report?.scores) return;
+  const zh = getLang() === 'zh';
+  for (const dim of DIMENSIONS) {
+    const s = report.scores[dim];
+    if (!s) continue;
+    body.append(el('tr', { 'data-dim': dim },
+      el('th', { i18n: `dim.${dim}` }),
+      el('td', { class: 'num', text: s.score == null ? '—' : String(Math.round(s.score)) }),
+      el('td', { text: (zh ? s.rationale_zh : s.rationale) || s.rationale || '' })));
+  }
+  if (report.overall != null) {
+    body.append(el('tr', { 'data-dim': 'overall' }, el('th', { i18n: 'dim.overall' }),
+      el('td', { class: 'num', text: String(Math.round(report.overall)) }), el('td', {})));
+  }
+  $('#scores-card').hidden = false;
+}
+
+document.addEventListener('langchange', () => {
+  if (LC.phase === 'ready') { drawChart(LC.turns); drawScores(LC.report); }
+});
 load();
