@@ -22,6 +22,7 @@ class MediaSettings(BaseModel):
     # Shadowing: a slow mentor gets the latest frame, never a growing queue.
     relay_buffered: bool = False
     record_audio: bool = True
+    record_video: bool = True  # a shadowed streamer's camera, H.264 MP4 (encoded off the loop)
     ice_disconnect_grace_s: float = Field(default=3.0, gt=0)
     # aioice skips 127.0.0.1; tests and single-machine QA gather only loopback candidates.
     ice_loopback_only: bool = False

@@ -63,15 +63,23 @@ async def session_report_html(request: web.Request) -> web.Response:
     return web.Response(text=html, content_type="text/html")
 
 
-async def session_recording(request: web.Request) -> web.StreamResponse:
+async def _serve_recording(request: web.Request, field: str, content_type: str) -> web.StreamResponse:
     record = await _record_or_404(request)
     recordings = (resolve_path(_state(request).settings.server.data_dir) / "recordings").resolve()
-    raw = record.get("recording")
+    raw = record.get(field)
     path = Path(raw).resolve() if raw else None
     # Only files inside our recordings folder are served, whatever a record says.
     if path is None or path.parent != recordings or not path.is_file():
-        return _error(404, "not_found", "this session has no recording")
-    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+        return _error(404, "not_found", "this session has no such recording")
+    return web.FileResponse(path, headers={"Content-Type": content_type})
+
+
+async def session_recording(request: web.Request) -> web.StreamResponse:
+    return await _serve_recording(request, "recording", "audio/wav")
+
+
+async def session_video(request: web.Request) -> web.StreamResponse:
+    return await _serve_recording(request, "video_recording", "video/mp4")
 
 
 async def _reports_of(request: web.Request, user: str | None) -> list[dict[str, Any]]:
@@ -119,6 +127,7 @@ def add_report_routes(app: web.Application) -> None:
     app.router.add_get("/api/sessions/{session_id}/report", session_report)
     app.router.add_get("/api/sessions/{session_id}/report.html", session_report_html)
     app.router.add_get("/api/sessions/{session_id}/recording", session_recording)
+    app.router.add_get("/api/sessions/{session_id}/video", session_video)
     app.router.add_get("/api/trainees/{user}/progress", trainee_progress)
     app.router.add_get("/api/export/sessions.csv", export_sessions_csv)
     app.router.add_get("/api/export/metrics.csv", export_metrics_csv)

@@ -31,6 +31,7 @@ from coach.vad import SileroVad, SpeechEnd, SpeechStart, VadSegmenter
 from media.inbound import InboundAudio
 from media.outbound import PacedAudioTrack
 from media.recorder import SessionRecorder
+from media.video_recorder import VideoRecorder
 from server.protocol import ProtocolError
 from server.rooms import MediaContext
 from server.settings import PROJECT_ROOT, Settings
@@ -100,6 +101,7 @@ class _Pipeline:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.recorder = SessionRecorder(path)
         self.inbound: InboundAudio | None = None
+        self.record_extra: dict[str, Any] = {}  # pipeline-specific fields of the session record
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -154,7 +156,7 @@ class _Pipeline:
         try:
             record = await ctx.store.get_session(ctx.session_id) or {"session_id": ctx.session_id}
             record.update(scenario=self.scenario.id if self.scenario else None, language=self.language,
-                          recording=recording)
+                          recording=recording, **self.record_extra)
             # ~0.3 s for an hour-long session: keep it off the event loop.
             record["report"] = await asyncio.get_running_loop().run_in_executor(
                 None, build_report, record, self.tap.events, self.scenario, ctx.settings.coach.alerts)
@@ -204,6 +206,7 @@ class StreamAnalysis(_Pipeline):
         self.segmenter = VadSegmenter(ctx.settings.coach.vad, vad=vad)
         self.providers = providers
         self.stt = providers.stt if providers else None
+        self.video_recorder: VideoRecorder | None = None
         self._stt_tasks: set[asyncio.Task[None]] = set()
 
     def _on_pcm(self, pcm: np.ndarray, t_ns: int) -> None:
@@ -241,8 +244,16 @@ class StreamAnalysis(_Pipeline):
 
     async def start(self) -> None:
         self.start_common(self._on_pcm)
+        video = next((t for t in self.ctx.remote_tracks if t.kind == "video"), None)
+        if video is not None and self.ctx.settings.media.record_video:
+            path = resolve_path(self.ctx.settings.server.data_dir) / "recordings" / f"{self.ctx.session_id}.mp4"
+            self.video_recorder = VideoRecorder(path)
+            self.video_recorder.start(video)
 
     async def stop_work(self) -> None:
+        if self.video_recorder is not None:
+            path = await self.video_recorder.stop()
+            self.record_extra["video_recording"] = str(path) if path else None
         for task in list(self._stt_tasks):
             task.cancel()
         await asyncio.gather(*self._stt_tasks, return_exceptions=True)

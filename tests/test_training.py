@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from coach.report import build_report
-from media.tones import WavFileTrack
+from media.tones import SyntheticVideoTrack, WavFileTrack
 from server.app import make_app
 from server.auth import issue_token
 from server.client import LivecoachClient
@@ -54,6 +54,34 @@ async def test_dead_air_alert_reaches_the_mentor_on_time(aiohttp_server: Any, tm
     assert live["speaker"] == "streamer" and live["silence_s"] >= 1.5, live
     # Alerts are for the mentor (and QA), not pushed to the streamer by default.
     assert not streamer.messages("alert")
+
+
+async def test_shadowed_stream_keeps_audio_video_and_a_report(aiohttp_server: Any, tmp_path: Path,
+                                                              fixtures_dir: Path) -> None:
+    async with FakeOpenAI(stt_text=QUESTION) as fake:
+        settings = practice_settings(tmp_path, fake.base_url)
+        server = await aiohttp_server(make_app(settings, hooks=CoachHooks(settings)))
+        token = issue_token(settings.server.secret, f"live-{time.perf_counter_ns()}", "streamer", "sam", 600)
+        async with LivecoachClient(settings.media, name="streamer") as streamer:
+            joined = await streamer.connect(str(server.make_url("/")), token)
+            video = SyntheticVideoTrack()
+            await streamer.publish(audio=WavFileTrack(fixtures_dir / "en_question.wav"), video=video,
+                                   recv_audio=True)
+            await streamer.wait_for("transcript", timeout=20)
+            await streamer.leave()
+            await streamer.wait_for("session_ended", timeout=10)
+            video.stop()
+        sid = joined["session_id"]
+        record = await wait_record(server, sid)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.make_url(f"/api/sessions/{sid}/video")) as resp:
+                assert resp.status == 200 and resp.content_type == "video/mp4"
+                assert len(await resp.read()) > 2000
+            async with http.get(server.make_url(f"/api/sessions/{sid}/recording")) as resp:
+                assert resp.status == 200
+    assert record["kind"] == "shadow" and record["video_recording"].endswith(f"{sid}.mp4")
+    transcript = [e for e in record["report"]["timeline"] if e.get("speaker") == "streamer"]
+    assert transcript and transcript[0]["text"] == QUESTION
 
 
 async def run_practice_session(settings: Settings, server: Any, wav: Path) -> str:

@@ -170,6 +170,11 @@ async function load() {
     $('#recording').src = `${base}/recording`;
     $('#recording-card').hidden = false;
   }
+  if (record.video_recording) {  // a shadowed streamer's camera
+    $('#video-recording').src = `${base}/video`;
+    $('#video-recording').hidden = false;
+    $('#recording-card').hidden = false;
+  }
   try { LC.report = await fetchJSON(`${base}/report`); } catch { LC.report = null; /* the page stands without it */ }
   drawScores(LC.report);
   LC.phase = 'ready';
