@@ -19,7 +19,7 @@ from aiortc.mediastreams import MediaStreamError
 from media.tones import OnsetDetector, WavFileTrack
 from server.app import make_app
 from server.auth import issue_token
-from server.client import LivecoachClient
+from server.client import ClientError, LivecoachClient
 from server.practice import CoachHooks
 from server.settings import Settings, load_settings
 from tests.fakes.openai_server import FakeOpenAI
@@ -221,3 +221,38 @@ async def test_offline_default_answers_an_english_question(practice_server: Any,
     assert "face cream" in heard and "sensitive" in heard, heard
     assert turn["reply_planned_text"].strip()
     assert turn["first_reply_frame_ns"] > turn["stt_final_ns"] > turn["eot_decision_ns"]
+
+
+async def test_chinese_scenario_end_to_end(practice_server: Any, tmp_path: Path, fixtures_dir: Path) -> None:
+    reply = "这款面霜不含香精，敏感肌也可以用。建议先在耳后试用一下。"
+    async with FakeOpenAI(reply=reply, stt_text="这款面霜适合敏感肌吗？") as fake:
+        settings = practice_settings(tmp_path, fake.base_url)
+        server = await practice_server(settings)
+        t = await join_practice(server, settings, fixtures_dir / "zh_question.wav", scenario="skincare-sensitive-zh")
+        turn = await t.client.wait_for("turn", timeout=20)
+        await t.ear.wait_onset(turn["user_speech_end_ns"], timeout=10)
+        sid = await finish(t)
+        record = await wait_record(server, sid)
+    assert turn["user_text"] == "这款面霜适合敏感肌吗？" and turn["error"] is None
+    assert turn["reply_played_text"] == reply
+    tts_inputs = [r.body["input"] for r in fake.paths("/audio/speech")]
+    # Clause by clause (Chinese punctuation), the first clause spoken before the rest was synthesized.
+    assert len(tts_inputs) >= 2 and "".join(tts_inputs) == reply
+    chat = fake.paths("/chat/completions")[0].body
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in chat["messages"][0]["content"])  # zh persona prompt
+    assert record["language"] == "zh" and record["report"]["metrics"]["language"] == "zh"
+
+
+async def test_unknown_scenario_is_a_clear_error(practice_server: Any, tmp_path: Path, fixtures_dir: Path) -> None:
+    settings = practice_settings(tmp_path, "http://127.0.0.1:9/v1")
+    server = await practice_server(settings)
+    token = issue_token(settings.server.secret, "room-x", "trainee", "zoe", 600)
+    async with LivecoachClient(settings.media, name="zoe") as client:
+        await client.connect(str(server.make_url("/")), token, scenario="no-such-scenario")
+        with pytest.raises(ClientError) as err:
+            await client.publish(audio=WavFileTrack(fixtures_dir / "en_question.wav"))
+        assert err.value.reason == "unknown_scenario"
+        assert "skincare-sensitive-en" in str(err.value)  # the known ids are listed
+        assert await client.ping() > 0  # the socket and server keep serving
+    health = await get_json(server, "/healthz")
+    assert health["peers"] == 0
