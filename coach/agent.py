@@ -466,15 +466,20 @@ class CustomerAgent:
         assert turn is not None
         splitter = ClauseSplitter(self.language)
         t0 = _now()
+        deadline_s = self.settings.providers.llm_reply_deadline_s
         try:
-            async for delta in self.providers.llm.stream_reply(messages, self.language):
-                if not delta:
-                    continue
-                if turn.llm_first_token_ns is None:
-                    turn.llm_first_token_ns = _now()
-                    turn.stage_ms["llm_first_token"] = (turn.llm_first_token_ns - t0) / 1e6
-                for c in splitter.push(delta):
-                    self._add_llm_clause(reply, c, t0)
+            try:
+                async with asyncio.timeout(deadline_s):
+                    async for delta in self.providers.llm.stream_reply(messages, self.language):
+                        if not delta:
+                            continue
+                        if turn.llm_first_token_ns is None:
+                            turn.llm_first_token_ns = _now()
+                            turn.stage_ms["llm_first_token"] = (turn.llm_first_token_ns - t0) / 1e6
+                        for c in splitter.push(delta):
+                            self._add_llm_clause(reply, c, t0)
+            except TimeoutError:
+                raise ProviderError("llm", f"reply not finished within {deadline_s:g} s") from None
             for c in splitter.flush():
                 self._add_llm_clause(reply, c, t0)
             turn.stage_ms["llm_total"] = (_now() - t0) / 1e6

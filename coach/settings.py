@@ -59,6 +59,9 @@ class ProviderSettings(BaseModel):
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     whisper: WhisperSettings = Field(default_factory=WhisperSettings)
     espeak: EspeakSettings = Field(default_factory=EspeakSettings)
+    # Whole-reply bound for the LLM stream (the HTTP client's timeout is per read: a server that
+    # drips tokens slowly would otherwise hold the turn forever).
+    llm_reply_deadline_s: float = Field(default=20.0, gt=0)
     fallback_line: dict[str, str] = Field(
         default_factory=lambda: {
             "en": "Sorry, I got distracted for a second. Could you say that again?",

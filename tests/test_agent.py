@@ -224,6 +224,19 @@ async def test_llm_failure_speaks_fallback(fixtures_dir: Path, llm_mode: str) ->
     assert any(e["stage"] == "llm" for e in h.sink.of("error"))
 
 
+async def test_slow_dripping_llm_is_cut_at_the_reply_deadline(fixtures_dir: Path) -> None:
+    """Each chunk arrives within the HTTP read timeout, but the whole reply would take ~7 s."""
+    async with FakeOpenAI(REPLY, chunk_delay_s=0.5, chunk_chars=6, stt_text="How much is it?") as fake:
+        async with Harness(fake, timeout_s=2.0) as h:
+            h.settings.providers.llm_reply_deadline_s = 1.6
+            await h.feed(speech(fixtures_dir, "en_question.wav"))
+            await h.wait_for(lambda: len(h.agent.turns) == 1, timeout=20)
+    t = h.agent.turns[0]
+    assert t.error == "llm: reply not finished within 1.6 s"
+    # What was complete by then was spoken (a clause or the fallback), never nothing.
+    assert t.reply_played_text and len(t.reply_played_text) < len(REPLY)
+
+
 async def test_ignore_mode_keeps_speaking(fixtures_dir: Path) -> None:
     async with FakeOpenAI(REPLY, stt_text="Tell me more.") as fake:
         async with Harness(fake, mode="ignore") as h:
