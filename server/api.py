@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
+from coach.scenarios import load_scenarios
 from server.app import STATE, AppState
 from server.auth import ID_PATTERN, ROLES, issue_token, validate_identity
 from server.metrics import CONTENT_TYPE
-from server.settings import PROJECT_ROOT
 from server.signalling import ws_handler
 
 log = logging.getLogger(__name__)
@@ -99,14 +99,7 @@ async def dev_token(request: web.Request) -> web.Response:
 async def scenarios(request: web.Request) -> web.Response:
     settings = _state(request).settings
     try:
-        from coach.scenarios import load_scenarios
-    except ImportError:
-        return web.json_response([])
-    directory = Path(settings.coach.scenarios_dir)
-    if not directory.is_absolute():
-        directory = PROJECT_ROOT / directory
-    try:
-        found = load_scenarios(directory)
+        found = load_scenarios(settings.coach.scenarios_dir)
     except Exception as exc:  # noqa: BLE001 - a broken YAML must not break the page
         log.warning("loading scenarios failed: %s", exc)
         return _error(500, "scenarios_invalid", str(exc)[:300])

@@ -18,7 +18,7 @@ from coach.report import build_report, render_report_html
 from coach.scenarios import Scenario
 from server.api import _error, _session_id, _state, _store
 from server.auth import ID_PATTERN
-from server.practice import load_session_scenario, resolve_path
+from server.practice import load_session_scenario, recordings_dir
 from server.protocol import ProtocolError
 
 MAX_PROGRESS_SESSIONS = 500
@@ -65,7 +65,7 @@ async def session_report_html(request: web.Request) -> web.Response:
 
 async def _serve_recording(request: web.Request, field: str, content_type: str) -> web.StreamResponse:
     record = await _record_or_404(request)
-    recordings = (resolve_path(_state(request).settings.server.data_dir) / "recordings").resolve()
+    recordings = recordings_dir(_state(request).settings).resolve()
     raw = record.get(field)
     path = Path(raw).resolve() if raw else None
     # Only files inside our recordings folder are served, whatever a record says.

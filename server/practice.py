@@ -34,7 +34,7 @@ from media.recorder import SessionRecorder
 from media.video_recorder import VideoRecorder
 from server.protocol import ProtocolError
 from server.rooms import MediaContext
-from server.settings import PROJECT_ROOT, Settings
+from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +43,15 @@ METRICS_EVERY_TICKS = 4
 MAX_SESSION_EVENTS = 50_000  # report input kept in memory; far above a 1-hour session
 
 
-def resolve_path(path: str) -> Path:
-    """Relative config paths are relative to the project, not to the caller's cwd."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else PROJECT_ROOT / p
+def recordings_dir(settings: Settings) -> Path:
+    return Path(settings.server.data_dir) / "recordings"
 
 
 def load_session_scenario(settings: Settings, scenario_id: str | None) -> Scenario:
     """The scenario named at join (or the configured default); unknown → ProtocolError."""
     wanted = scenario_id or settings.coach.default_scenario
     try:
-        return get_scenario(resolve_path(settings.coach.scenarios_dir), wanted)
+        return get_scenario(settings.coach.scenarios_dir, wanted)
     except (KeyError, ScenarioError) as exc:
         raise ProtocolError("unknown_scenario", str(exc).strip("'\"")[:300]) from None
 
@@ -97,7 +95,7 @@ class _Pipeline:
                                      language=self.language)
         self.recorder: SessionRecorder | None = None
         if settings.media.record_audio:
-            path = resolve_path(settings.server.data_dir) / "recordings" / f"{ctx.session_id}.wav"
+            path = recordings_dir(settings) / f"{ctx.session_id}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             self.recorder = SessionRecorder(path)
         self.inbound: InboundAudio | None = None
@@ -246,7 +244,7 @@ class StreamAnalysis(_Pipeline):
         self.start_common(self._on_pcm)
         video = next((t for t in self.ctx.remote_tracks if t.kind == "video"), None)
         if video is not None and self.ctx.settings.media.record_video:
-            path = resolve_path(self.ctx.settings.server.data_dir) / "recordings" / f"{self.ctx.session_id}.mp4"
+            path = recordings_dir(self.ctx.settings) / f"{self.ctx.session_id}.mp4"
             self.video_recorder = VideoRecorder(path)
             self.video_recorder.start(video)
 

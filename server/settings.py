@@ -81,4 +81,14 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, **overrides
                 os.environ["LIVECOACH_CONFIG"] = previous
     if settings.server.redis_url is None and os.environ.get("REDIS_URL"):
         settings.server.redis_url = os.environ["REDIS_URL"]
+    # Relative paths in the config are relative to the project (where configs/ lives), whatever
+    # the working directory: the store, recordings and scenarios then always agree.
+    settings.server.data_dir = project_path(settings.server.data_dir)
+    settings.server.static_dir = project_path(settings.server.static_dir)
+    settings.coach.scenarios_dir = project_path(settings.coach.scenarios_dir)
     return settings
+
+
+def project_path(path: str) -> str:
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else PROJECT_ROOT / p)
