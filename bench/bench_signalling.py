@@ -33,7 +33,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import aiohttp  # noqa: E402
 
 from media.peer import set_jitter_prefetch  # noqa: E402
 from media.settings import MediaSettings  # noqa: E402
