@@ -9,6 +9,8 @@ from __future__ import annotations
 # Strong enders always end a clause; soft ones only once the clause is long enough, so TTS can
 # start on the first clause early without speaking two-character fragments.
 _EN_STRONG = ".!?;"
+_EN_SOFT = ",:—"
+EN_SOFT_MIN_CHARS = 40  # ~2.5 s of speech: long enough to sound like a phrase
 _ZH_STRONG = "。！？；!?;"
 _ZH_SOFT = "，,、…："
 _CLOSERS = "\"'”’)）」』"
@@ -53,16 +55,19 @@ class ClauseSplitter:
                         j += 1
                     return j
             return None
-        # English: an ender followed by whitespace ("3.5" and "e.g." mid-word don't split).
+        # English: an ender followed by whitespace ("3.5" and "e.g." mid-word don't split). A
+        # comma, colon or dash ends a clause only in a long sentence, so the first words of a
+        # long reply reach TTS early without chopping short phrases.
         for i, ch in enumerate(buf):
-            if ch not in _EN_STRONG:
+            strong = ch in _EN_STRONG
+            if not strong and ch not in _EN_SOFT:
                 continue
             j = i + 1
             while j < len(buf) and (buf[j] in _CLOSERS or buf[j] in _EN_STRONG):
                 j += 1
             if j >= len(buf) or not buf[j].isspace():
                 continue  # wait for the next char to know it is a boundary
-            if len(buf[:j].strip()) < self.min_chars:
+            if len(buf[:j].strip()) < (self.min_chars if strong else EN_SOFT_MIN_CHARS):
                 continue
             while j < len(buf) and buf[j].isspace():
                 j += 1

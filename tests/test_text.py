@@ -63,3 +63,12 @@ def test_played_text_chinese_proportional_chars() -> None:
     segs = [("好的，", 600.0), ("这款面霜很温和。", 1600.0)]
     assert played_text(segs, 600 + 800, "zh") == "好的，这款面霜"
     assert played_text(segs, 300, "zh") == "好"
+
+
+def test_english_long_sentence_splits_at_a_comma_short_one_does_not() -> None:
+    sp = ClauseSplitter("en")
+    assert sp.push("Yes, it is. ") == ["Yes, it is. "]  # a short phrase keeps its comma
+    long = "It was tested by dermatologists on reactive skin for four weeks, "
+    assert sp.push(long + "and nobody") == [long]
+    assert sp.flush() == ["and nobody"]
+    assert split_all("Sure, of course: happy to help.", "en") == ["Sure, of course: happy to help."]
