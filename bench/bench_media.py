@@ -67,11 +67,7 @@ async def one_way_delay(prefetch: int, bursts: int) -> dict:
             await asyncio.sleep(0.01)
         connect_ms = (time.perf_counter_ns() - t_connect) / 1e6
         await asyncio.sleep(0.3)
-        for _ in range(bursts):
-            tone.on = True
-            await asyncio.sleep(0.15)
-            tone.on = False
-            await asyncio.sleep(0.25)
+        await tone.play_bursts(bursts, on_s=0.15, off_s=0.25)
         await asyncio.sleep(0.3)
     finally:
         for ib in inbound:

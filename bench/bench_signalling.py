@@ -190,11 +190,7 @@ async def audio_delay(cluster: Cluster, media: MediaSettings, bursts: int) -> li
         tasks.append(asyncio.create_task(listen(mentor.received_audio)))
         tasks.append(asyncio.create_task(drain(mentor.received_video)))
         await asyncio.sleep(1.0)  # let both jitter buffers settle
-        for _ in range(bursts):
-            tone.on = True
-            await asyncio.sleep(0.2)
-            tone.on = False
-            await asyncio.sleep(0.4)
+        await tone.play_bursts(bursts, on_s=0.2, off_s=0.4)
         await asyncio.sleep(0.5)
         # Match each sent onset to the first heard onset after it, within 500 ms (bursts are
         # 600 ms apart, so a miss is never paired with the next burst).

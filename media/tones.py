@@ -70,6 +70,14 @@ class ToneTrack(_PacedAudio):
         self._was_on = False
         self._phase = 0  # sample index, keeps the sine continuous across frames
 
+    async def play_bursts(self, count: int, on_s: float, off_s: float) -> None:
+        """``count`` bursts of ``on_s`` seconds, ``off_s`` apart (onsets land in ``onsets_ns``)."""
+        for _ in range(count):
+            self.on = True
+            await asyncio.sleep(on_s)
+            self.on = False
+            await asyncio.sleep(off_s)
+
     async def recv(self) -> AudioFrame:
         await self._pace()
         n = self.samples_per_frame

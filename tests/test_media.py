@@ -93,11 +93,7 @@ async def _one_way_delays(prefetch: int, bursts: int = 5) -> list[float]:
     tone = ToneTrack(freq_hz=1000, amplitude=0.5)
     async with _Pair(tone, prefetch=prefetch) as pair:
         await asyncio.sleep(0.3)
-        for _ in range(bursts):
-            tone.on = True
-            await asyncio.sleep(0.2)
-            tone.on = False
-            await asyncio.sleep(0.3)
+        await tone.play_bursts(bursts, on_s=0.2, off_s=0.3)
         await asyncio.sleep(0.3)
         rx = pair.detector.onsets
     delays = []
