@@ -22,8 +22,11 @@ FRAME_MS = 20
 OUT_RATE = 48_000
 
 
-class _PacedAudio(MediaStreamTrack):
-    """Base: paces 20 ms frames on perf_counter; subclasses fill ``_next_pcm``."""
+class PacedAudioSource(MediaStreamTrack):
+    """Base of the test/QA sources: 20 ms mono frames paced on perf_counter.
+
+    ``max_lag_ms`` is the worst lateness against the real-time schedule (an overloaded client
+    shows up there)."""
 
     kind = "audio"
 
@@ -34,6 +37,7 @@ class _PacedAudio(MediaStreamTrack):
         self._time_base = fractions.Fraction(1, sample_rate)
         self._start_ns: int | None = None
         self._pts = 0
+        self.max_lag_ms = 0.0
 
     async def _pace(self) -> None:
         if self.readyState != "live":
@@ -43,9 +47,11 @@ class _PacedAudio(MediaStreamTrack):
             return
         self._pts += self.samples_per_frame
         due = self._start_ns + self._pts * 1_000_000_000 // self.sample_rate
-        wait = (due - time.perf_counter_ns()) / 1e9
-        if wait > 0:
-            await asyncio.sleep(wait)
+        wait_ns = due - time.perf_counter_ns()
+        if wait_ns > 0:
+            await asyncio.sleep(wait_ns / 1e9)
+        else:
+            self.max_lag_ms = max(self.max_lag_ms, -wait_ns / 1e6)
 
     def _frame(self, pcm: np.ndarray) -> AudioFrame:
         frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
@@ -55,7 +61,7 @@ class _PacedAudio(MediaStreamTrack):
         return frame
 
 
-class ToneTrack(_PacedAudio):
+class ToneTrack(PacedAudioSource):
     """Sine tone that can be switched on/off; ``onsets_ns`` = when each burst's first frame left recv()."""
 
     def __init__(self, freq_hz: float = 440.0, sample_rate: int = OUT_RATE, amplitude: float = 0.3) -> None:
@@ -115,7 +121,7 @@ def load_wav_48k_mono(path: str | Path) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
 
 
-class WavFileTrack(_PacedAudio):
+class WavFileTrack(PacedAudioSource):
     """Plays WAV files as paced 20 ms frames, silence after the end.
 
     ``started_ns`` is when the first frame of the first file left recv(); ``file_starts_ns``

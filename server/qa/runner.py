@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import fractions
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,8 +17,10 @@ from typing import Any, Callable
 
 import aiohttp
 import numpy as np
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
+
+from media.tones import PacedAudioSource
 
 from server.qa.measure import (
     ClockAlignment,
@@ -105,7 +106,7 @@ def _ms(a: int | None, b: int | None) -> float | None:
 # ---- the client's microphone ------------------------------------------------------------------------
 
 
-class PromptTrack(MediaStreamTrack):
+class PromptTrack(PacedAudioSource):
     """Paced 20 ms mono frames of queued prompts, silence in between.
 
     For each played file it records when the frames holding the speech onset and offset actually
@@ -113,63 +114,42 @@ class PromptTrack(MediaStreamTrack):
     the computed time would be wrong). ``max_lag_ms`` = worst lateness vs the real-time schedule.
     """
 
-    kind = "audio"
-
-    def __init__(self, sample_rate: int = 48_000, frame_ms: int = 20) -> None:
-        super().__init__()
-        self.rate = sample_rate
-        self.n = sample_rate * frame_ms // 1000
-        self._time_base = fractions.Fraction(1, sample_rate)
-        self._start_ns: int | None = None
-        self._pts = 0
+    def __init__(self, sample_rate: int = 48_000) -> None:
+        super().__init__(sample_rate)
         self._queue: collections.deque[_Clip] = collections.deque()
         self._clip: _Clip | None = None
         self.clips: list[_Clip] = []
-        self.max_lag_ms = 0.0
 
     def play(self, pcm: np.ndarray, span: SpeechSpan) -> "_Clip":
-        clip = _Clip(pcm=pcm, onset=int(span.onset_s * self.rate), offset=int(span.offset_s * self.rate))
+        rate = self.sample_rate
+        clip = _Clip(pcm=pcm, onset=int(span.onset_s * rate), offset=int(span.offset_s * rate))
         self._queue.append(clip)
         self.clips.append(clip)
         return clip
 
     async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start_ns is None:
-            self._start_ns = time.perf_counter_ns()
-        else:
-            self._pts += self.n
-            due = self._start_ns + self._pts * 1_000_000_000 // self.rate
-            wait = due - time.perf_counter_ns()
-            if wait > 0:
-                await asyncio.sleep(wait / 1e9)
-            else:
-                self.max_lag_ms = max(self.max_lag_ms, -wait / 1e6)
+        await self._pace()
         now = time.perf_counter_ns()
-        pcm = np.zeros(self.n, dtype=np.int16)
+        n, rate = self.samples_per_frame, self.sample_rate
+        pcm = np.zeros(n, dtype=np.int16)
         filled = 0
-        while filled < self.n:
+        while filled < n:
             if self._clip is None:
                 if not self._queue:
                     break
                 self._clip = self._queue.popleft()
             clip = self._clip
-            take = min(self.n - filled, len(clip.pcm) - clip.pos)
+            take = min(n - filled, len(clip.pcm) - clip.pos)
             pcm[filled : filled + take] = clip.pcm[clip.pos : clip.pos + take]
             for name, mark in (("start_ns", 0), ("onset_ns", clip.onset), ("offset_ns", clip.offset)):
                 if getattr(clip, name) is None and clip.pos <= mark < clip.pos + take:
-                    setattr(clip, name, now + (filled + mark - clip.pos) * 1_000_000_000 // self.rate)
+                    setattr(clip, name, now + (filled + mark - clip.pos) * 1_000_000_000 // rate)
             clip.pos += take
             filled += take
             if clip.pos >= len(clip.pcm):
-                clip.end_ns = now + filled * 1_000_000_000 // self.rate
+                clip.end_ns = now + filled * 1_000_000_000 // rate
                 self._clip = None
-        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = self.rate
-        frame.pts = self._pts
-        frame.time_base = self._time_base
-        return frame
+        return self._frame(pcm)
 
 
 @dataclass(slots=True, eq=False)
@@ -336,8 +316,6 @@ class SessionProbe:
 
     async def _read(self, track: Any) -> None:
         """Consume received frames; the arrival time is taken right at recv()."""
-        from aiortc.mediastreams import MediaStreamError
-
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
