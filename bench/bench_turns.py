@@ -29,6 +29,7 @@ from coach.providers.factory import build_providers  # noqa: E402
 from coach.scenarios import get_scenario  # noqa: E402
 from coach.settings import CoachSettings, OpenAISettings, ProviderSettings  # noqa: E402
 from media.outbound import PacedAudioTrack  # noqa: E402
+from server.qa.measure import provider_ms, server_overhead_ms  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 from tests.test_vad import load_16k  # noqa: E402
 
@@ -115,12 +116,10 @@ async def main(turns: int, barges: int) -> dict[str, Any]:
             track.stop()
     over, e2e, prov = [], [], []
     for t in done_turns:
-        s = t.stage_ms
-        p = s.get("stt", 0) + s.get("llm", 0) + s.get("tts", 0)
-        total = (t.first_reply_frame_ns - t.eot_decision_ns) / 1e6
-        over.append(total - p)
-        e2e.append(total)
-        prov.append(p)
+        record = t.as_dict()
+        over.append(server_overhead_ms(record))
+        e2e.append((t.first_reply_frame_ns - t.eot_decision_ns) / 1e6)
+        prov.append(provider_ms(record))
     recs = agent.interruptions
     flush_ms = [(ts - r.decision_ns) / 1e6 for r, (ts, _) in zip(recs, sink.interrupted_at)]
     return {

@@ -327,13 +327,18 @@ def server_stage_sum_ms(server: dict[str, Any]) -> float | None:
     return _ms(server.get("first_reply_frame_ns"), server.get("user_speech_end_ns"))
 
 
+def provider_ms(server: dict[str, Any]) -> float:
+    """Time the turn spent in providers: STT + LLM to the first speakable clause + TTS first audio."""
+    stage_ms = server.get("stage_ms") or {}
+    return sum(float(stage_ms.get(k) or 0.0) for k in ("stt", "llm", "tts"))
+
+
 def server_overhead_ms(server: dict[str, Any]) -> float | None:
     """First reply frame − EOT decision − provider time (stt + llm + tts): our own glue cost."""
     total = _ms(server.get("first_reply_frame_ns"), server.get("eot_decision_ns"))
     if total is None:
         return None
-    stage_ms = server.get("stage_ms") or {}
-    provider = sum(float(stage_ms.get(k) or 0.0) for k in ("stt", "llm", "tts"))
+    provider = provider_ms(server)
     if not provider:  # no provider timings: fall back to the timestamp chain
         parts = [_ms(server.get("stt_final_ns"), server.get("eot_decision_ns")),
                  _ms(server.get("llm_first_token_ns"), server.get("stt_final_ns")),
