@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 from pathlib import Path
 
@@ -25,8 +26,9 @@ def make_settings(tmp_path: Path, **server: object) -> Settings:
     )
 
 
-def token(room: str, role: str, user: str, ttl_s: float = 60, secret: str = SECRET) -> str:
-    return issue_token(secret, room, role, user, ttl_s)
+def token(room: str, role: str, user: str, ttl_s: float = 60, secret: str = SECRET,
+          issued_s_ago: float = 0.0) -> str:
+    return issue_token(secret, room, role, user, ttl_s, now=time.time() - issued_s_ago)
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ async def _refused(base_url: str, tok: str, room: str | None = None) -> tuple[st
 async def test_bad_tokens_refused_then_good_join_works(base_url: str) -> None:
     assert await _refused(base_url, token("r1", "trainee", "u", secret="forged")) == ("bad_token", 4401)
     assert await _refused(base_url, "not-a-token") == ("bad_token", 4401)
-    assert await _refused(base_url, token("r1", "trainee", "u", ttl_s=0.001)) == ("token_expired", 4401)
+    assert await _refused(base_url, token("r1", "trainee", "u", ttl_s=60, issued_s_ago=61)) == ("token_expired", 4401)
     assert await _refused(base_url, token("r1", "trainee", "u"), room="r2") == ("wrong_room", 4401)
     async with LivecoachClient() as client:
         joined = await client.connect(base_url, token("r1", "trainee", "u"), room="r1")
