@@ -28,9 +28,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(os.environ.get("LIVECOACH_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 sys.path.insert(0, str(ROOT))
+from qa.fixtures import fixtures_dir  # noqa: E402
+
+FIXTURES = fixtures_dir()
 TOTAL_BUDGET_S = 8 * 60 - 20  # the whole bench stays under 8 minutes
 
 FAKE_SERVER = r"""

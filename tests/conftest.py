@@ -8,6 +8,8 @@ from pathlib import Path
 import aioice.ice
 import pytest
 
+from qa import fixtures as qa_fixtures
+
 # aioice drops 127.0.0.1 from host candidates; tests talk over loopback only.
 aioice.ice.get_host_addresses = lambda **kwargs: ["127.0.0.1"]
 
@@ -19,15 +21,18 @@ collect_ignore = ["browser"]
 # default in-memory store even when the environment (CI) exports REDIS_URL.
 _REDIS_URL = os.environ.pop("REDIS_URL", None) or "redis://127.0.0.1:6379/15"
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(os.environ.get("LIVECOACH_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not (FIXTURES / "en_question.wav").exists():
-        pytest.fail(f"speech fixtures not found in {FIXTURES} (set LIVECOACH_FIXTURES)")
-    return FIXTURES
+    """Speech/noise WAVs made by qa/fixtures.py (espeak-ng + sox), cached per spec."""
+    try:
+        folder = qa_fixtures.fixtures_dir()
+    except qa_fixtures.FixtureError as exc:
+        pytest.fail(f"cannot make the speech fixtures: {exc}")
+    if not (folder / "en_question.wav").exists():
+        pytest.fail(f"speech fixtures not found in {folder} (LIVECOACH_FIXTURES overrides the folder)")
+    return folder
 
 
 @pytest.fixture(scope="session")

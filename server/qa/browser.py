@@ -8,7 +8,7 @@ wall-clock ns in the page, and aligned to the server's perf clock through GET /a
 
 Limits: the capture file is a browser-wide flag, so only the first --prompt is used, and
 --barge-in is not supported here. Run under ``unshare -n`` (loopback-only namespace) to keep
-Chromium's candidates on 127.0.0.1; see docs in shared/notes/browser-e2e.md.
+Chromium's candidates on 127.0.0.1; (Chromium is started in a private network namespace with only lo).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Real headless Chromium ↔ livecoach server, loopback only.
 
 Run as its own invocation: ``python -m pytest tests/browser -q``. pytest_configure moves the whole
-pytest process into a private network namespace with only ``lo`` (see
-/work/shared/notes/browser-e2e.md): Chromium, the Playwright driver and the server thread are all
+pytest process into a private network namespace with only ``lo`` (flags in ``chromium_args``):
+Chromium, the Playwright driver and the server thread are all
 started later from this process, so every ICE candidate is 127.0.0.1 and nothing can leave the box.
 """
 
