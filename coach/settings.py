@@ -84,6 +84,6 @@ class CoachSettings(BaseModel):
     barge_in: BargeInSettings = Field(default_factory=BargeInSettings)
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
-    scenarios_dir: str = "configs/scenarios"
+    scenarios_dir: str = ""  # "" = the packaged configs/scenarios; relative = from the config file
     default_scenario: str = "skincare-sensitive-zh"
     greet: bool = True

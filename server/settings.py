@@ -1,43 +1,64 @@
-"""Typed application settings: configs/default.yaml, overridden by LIVECOACH_* env variables.
+"""Typed application settings: a YAML config file, overridden by LIVECOACH_* env variables.
 
 Nested keys use a double underscore: ``LIVECOACH_SERVER__PORT=9000``,
 ``LIVECOACH_COACH__PROVIDERS__LLM=openai``. ``REDIS_URL`` is honoured as-is.
+
+Which config file: ``--config``, else ``LIVECOACH_CONFIG``, else ``./livecoach.yaml`` when it exists
+(``livecoach init`` writes one), else the packaged ``configs/default.yaml``. Paths: ``data_dir``
+relative to the working directory; ``static_dir`` and ``scenarios_dir`` relative to the config
+file's folder, empty meaning the packaged pages / scenarios (never anything inside site-packages
+is written).
 """
 
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+import yaml
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
+    SettingsError,
 )
 
 from coach.settings import CoachSettings
 from media.settings import MediaSettings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+PACKAGED_CONFIGS = Path(str(resources.files("configs")))
+PACKAGED_PAGES = Path(str(resources.files("web_client")))
+DEFAULT_CONFIG = PACKAGED_CONFIGS / "default.yaml"
+LOCAL_CONFIG = "livecoach.yaml"  # picked up from the working directory when present
+DEV_SECRET = "livecoach-dev-secret-change-me"  # published: accepted only with dev tokens on
+MIN_SECRET_BYTES = 32
+
+# The YAML values of the load in progress (a context variable, so nothing global is mutated).
+_YAML_VALUES: ContextVar[dict[str, Any]] = ContextVar("livecoach_yaml_values", default={})
+
+
+class ConfigError(ValueError):
+    """A config file or setting is missing or invalid; the message is one line for the user."""
 
 
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    secret: str = "livecoach-dev-secret-change-me"  # HMAC key for join tokens
+    secret: str = DEV_SECRET  # HMAC key for join tokens
     token_ttl_s: int = Field(default=4 * 3600, gt=0)
     max_sessions: int = Field(default=15, ge=1)  # per process; beyond it: 503 + Retry-After
     max_ws_message_bytes: int = Field(default=64 * 1024, ge=1024)
     max_sdp_bytes: int = Field(default=32 * 1024, ge=512)
     max_tip_chars: int = Field(default=500, ge=1)
-    data_dir: str = "data"  # SQLite file and recordings
+    data_dir: str = "data"  # SQLite file and recordings; relative = from the working directory
     redis_url: str | None = None
     presence_ttl_s: float = Field(default=10.0, gt=0)
-    static_dir: str = str(PROJECT_ROOT / "web_client")
+    static_dir: str = ""  # "" = the packaged web_client pages
     ws_heartbeat_s: float = Field(default=5.0, gt=0)
     shutdown_timeout_s: float = Field(default=5.0, gt=0)
     # Embedded/dev mode: pages may ask POST /api/dev/token for a join token, and the REST API is
@@ -52,6 +73,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     coach: CoachSettings = Field(default_factory=CoachSettings)
+    config_file: str = ""  # the YAML file these settings came from (set by load_settings)
 
     @classmethod
     def settings_customise_sources(
@@ -62,33 +84,88 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_file = os.environ.get("LIVECOACH_CONFIG", str(DEFAULT_CONFIG))
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        # Precedence: explicit overrides > environment > YAML file.
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_YAML_VALUES.get()))
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to read (one the user named must exist: read_yaml says so)."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    if os.environ.get("LIVECOACH_CONFIG"):
+        return Path(os.environ["LIVECOACH_CONFIG"]).expanduser()
+    if Path(LOCAL_CONFIG).is_file():
+        return Path(LOCAL_CONFIG).resolve()
+    return DEFAULT_CONFIG
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"invalid config file {path}:{line}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config file {path}: the top level must be a mapping of sections")
+    return data
+
+
+def _env_name(loc: tuple[Any, ...]) -> str | None:
+    """The LIVECOACH_* variable that set this field, if any (env names are case-insensitive)."""
+    wanted = ("LIVECOACH_" + "__".join(str(part) for part in loc)).upper()
+    for name in os.environ:
+        if name.upper() == wanted:
+            return name
+    return None
+
+
+def _describe(exc: ValidationError, path: Path) -> str:
+    first = exc.errors()[0]
+    loc = tuple(part for part in first["loc"] if not isinstance(part, int) or part >= 0)
+    key = ".".join(str(part) for part in loc) or "settings"
+    env = _env_name(loc)
+    origin = f"env {env}" if env else f"config {path}"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid setting {key}={first.get('input')!r} from {origin}: {first['msg']}{more}"
 
 
 def load_settings(config_path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Load YAML (default configs/default.yaml) + env; ``overrides`` win over both."""
-    previous = os.environ.get("LIVECOACH_CONFIG")
-    if config_path is not None:
-        os.environ["LIVECOACH_CONFIG"] = str(config_path)
+    """Load the config file + env; ``overrides`` win over both. Raises ConfigError (one line)."""
+    path = find_config(config_path)
+    values = read_yaml(path)
+    token = _YAML_VALUES.set(values)
     try:
         settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    except SettingsError as exc:  # e.g. an env value that should be JSON and is not
+        raise ConfigError(f"invalid environment setting: {exc}".splitlines()[0]) from None
     finally:
-        if config_path is not None:
-            if previous is None:
-                os.environ.pop("LIVECOACH_CONFIG", None)
-            else:
-                os.environ["LIVECOACH_CONFIG"] = previous
+        _YAML_VALUES.reset(token)
     if settings.server.redis_url is None and os.environ.get("REDIS_URL"):
         settings.server.redis_url = os.environ["REDIS_URL"]
-    # Relative paths in the config are relative to the project (where configs/ lives), whatever
-    # the working directory: the store, recordings and scenarios then always agree.
-    settings.server.data_dir = project_path(settings.server.data_dir)
-    settings.server.static_dir = project_path(settings.server.static_dir)
-    settings.coach.scenarios_dir = project_path(settings.coach.scenarios_dir)
+    settings.config_file = str(path.resolve())
+    base = path.resolve().parent
+    settings.server.data_dir = str(resolve_path(settings.server.data_dir, Path.cwd()))
+    settings.server.static_dir = str(resolve_path(settings.server.static_dir, base, PACKAGED_PAGES))
+    settings.coach.scenarios_dir = str(
+        resolve_path(settings.coach.scenarios_dir, base, PACKAGED_CONFIGS / "scenarios"))
     return settings
 
 
-def project_path(path: str) -> str:
+def resolve_path(path: str, base: Path, default: Path | None = None) -> Path:
+    """``path`` made absolute against ``base``; empty means ``default``."""
+    if not path and default is not None:
+        return default
     p = Path(path).expanduser()
-    return str(p if p.is_absolute() else PROJECT_ROOT / p)
+    return p if p.is_absolute() else base / p
