@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ PRIMARY_ROLES = ("trainee", "streamer")
 # Room and user ids end up in store keys and URLs: keep them boring.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 MAX_TOKEN_CHARS = 2048
+MAX_TTL_S = 30 * 24 * 3600.0  # a token living longer than a month is a mistake or a forgery
+CLOCK_SKEW_S = 60.0  # how far in the future an issue time may be (clocks of several servers)
+_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class TokenError(Exception):
@@ -48,8 +52,13 @@ def _b64encode(raw: bytes) -> str:
 
 
 def _b64decode(text: str) -> bytes:
-    padded = text + "=" * (-len(text) % 4)
-    return base64.urlsafe_b64decode(padded.encode("ascii"))
+    """Strict base64url: only the alphabet, no padding, and the one canonical spelling."""
+    if not _B64URL.match(text):
+        raise ValueError("not base64url")
+    raw = base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode("ascii"))
+    if _b64encode(raw) != text:  # unused trailing bits set: another spelling of the same bytes
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 def _sign(secret: str, payload: str) -> bytes:
@@ -68,8 +77,8 @@ def validate_identity(room: str, role: str, user: str) -> None:
 
 def issue_token(secret: str, room: str, role: str, user: str, ttl_s: float, now: float | None = None) -> str:
     validate_identity(room, role, user)
-    if ttl_s <= 0:
-        raise ValueError("ttl_s must be positive")
+    if not math.isfinite(ttl_s) or not 0 < ttl_s <= MAX_TTL_S:
+        raise ValueError(f"ttl must be a positive number of seconds up to {MAX_TTL_S:.0f}")
     issued = time.time() if now is None else now
     claims = {"room": room, "role": role, "user": user, "iat": round(issued, 3), "exp": round(issued + ttl_s, 3)}
     payload = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode("utf-8"))
@@ -83,13 +92,12 @@ def verify_token(secret: str, token: str, now: float | None = None) -> TokenClai
     if len(parts) != 2:
         raise TokenError("bad_token", "token is not payload.signature")
     payload, signature = parts
-    try:
-        given = _b64decode(signature)
-        expected = _sign(secret, payload)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise TokenError("bad_token", "token is not base64url") from None
-    # Constant-time: never leak how many signature bytes matched.
-    if not hmac.compare_digest(given, expected):
+    if not _B64URL.match(payload) or not _B64URL.match(signature):
+        raise TokenError("bad_token", "token is not base64url")
+    # Constant time, on the canonical spelling: no other encoding of the signature is accepted,
+    # and the comparison never leaks how many characters matched.
+    expected = _b64encode(_sign(secret, payload))
+    if not hmac.compare_digest(signature.encode("ascii"), expected.encode("ascii")):
         raise TokenError("bad_token", "token signature does not match")
     try:
         claims = json.loads(_b64decode(payload))
@@ -99,11 +107,15 @@ def verify_token(secret: str, token: str, now: float | None = None) -> TokenClai
         raise TokenError("bad_token", "token payload is not an object")
     try:
         room, role, user = claims["room"], claims["role"], claims["user"]
-        exp, iat = float(claims["exp"]), float(claims.get("iat", 0.0))
+        exp, iat = float(claims["exp"]), float(claims["iat"])
         validate_identity(room, role, user)
     except (KeyError, TypeError, ValueError) as exc:
         raise TokenError("bad_token", f"token claims invalid: {exc}") from None
     current = time.time() if now is None else now
+    if not (math.isfinite(exp) and math.isfinite(iat)) or not 0 < exp - iat <= MAX_TTL_S:
+        raise TokenError("bad_token", "token lifetime is not plausible")
+    if iat > current + CLOCK_SKEW_S:
+        raise TokenError("bad_token", "token issued in the future")
     if current >= exp:
         raise TokenError("token_expired", "token has expired")
     return TokenClaims(room=room, role=role, user=user, exp=exp, iat=iat)

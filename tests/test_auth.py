@@ -72,3 +72,66 @@ def test_issue_validates_identity() -> None:
         issue_token(SECRET, "r", "qa", "", ttl_s=60)
     with pytest.raises(ValueError):
         issue_token(SECRET, "r", "qa", "u", ttl_s=0)
+
+
+# ---- hostile-client findings: forged spellings and implausible lifetimes -------------------
+
+
+def _sign_claims(claims: dict, secret: str = SECRET) -> str:
+    import hashlib
+    import hmac
+
+    payload = _reencode(claims)
+    sig = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda t: t + "==",                      # padding appended to the signature
+    lambda t: t.replace(".", ".=", 1),       # padding inserted
+    lambda t: t[:-1] + "\n" + t[-1],         # a character base64 decoders skip
+    lambda t: t[:10] + "*" + t[10:],         # a non-alphabet character in the payload
+    lambda t: t.split(".")[0] + "." + t.split(".")[1].replace("-", "+").replace("_", "/"),
+])
+def test_non_canonical_spellings_rejected(mangle) -> None:
+    token = issue_token(SECRET, "r", "trainee", "u", ttl_s=60)
+    forged = mangle(token)
+    if forged == token:  # the mangle did not apply to this token's characters
+        pytest.skip("no character to mangle")
+    with pytest.raises(TokenError) as err:
+        verify_token(SECRET, forged)
+    assert err.value.reason == "bad_token"
+
+
+def test_unused_trailing_bits_rejected() -> None:
+    token = issue_token(SECRET, "r", "trainee", "u", ttl_s=60)
+    payload, sig = token.split(".")
+    # 32 bytes -> 43 chars: the last char carries 2 unused bits; flipping one decodes to the same bytes
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    twin = sig[:-1] + alphabet[alphabet.index(sig[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(twin + "=") == base64.urlsafe_b64decode(sig + "=")
+    with pytest.raises(TokenError):
+        verify_token(SECRET, f"{payload}.{twin}")
+
+
+@pytest.mark.parametrize("ttl", [float("nan"), float("inf"), -1.0, 0.0, 10 * 365 * 24 * 3600.0])
+def test_issue_refuses_implausible_ttl(ttl: float) -> None:
+    with pytest.raises(ValueError):
+        issue_token(SECRET, "r", "qa", "u", ttl_s=ttl)
+
+
+@pytest.mark.parametrize("claims", [
+    {"room": "r", "role": "qa", "user": "u", "iat": 1000.0, "exp": 1e300},          # absurd exp
+    {"room": "r", "role": "qa", "user": "u", "iat": 1000.0, "exp": "Infinity"},     # non-finite
+    {"room": "r", "role": "qa", "user": "u", "iat": 5000.0, "exp": 5060.0},         # iat in the future
+    {"room": "r", "role": "qa", "user": "u", "exp": 1060.0},                        # no iat
+])
+def test_forged_but_signed_claims_rejected(claims: dict) -> None:
+    with pytest.raises(TokenError) as err:
+        verify_token(SECRET, _sign_claims(claims), now=1010.0)
+    assert err.value.reason == "bad_token"
+
+
+def test_small_clock_skew_is_accepted() -> None:
+    token = issue_token(SECRET, "r", "qa", "u", ttl_s=60, now=1030.0)
+    assert verify_token(SECRET, token, now=1000.0).user == "u"  # issuer's clock 30 s ahead
