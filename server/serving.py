@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -26,11 +27,22 @@ class AccessLogger(AbstractAccessLogger):
 
 
 
+def http_runner_options(settings: Settings) -> dict[str, Any]:
+    """AppRunner options of a served process (tests use the same)."""
+    return {
+        "shutdown_timeout": settings.server.shutdown_timeout_s,
+        "handle_signals": False,
+        "access_log_class": AccessLogger,
+        # aiohttp closes a connection whose request has not fully arrived by then (from connect,
+        # and between keep-alive requests): no header trickling holds a socket for long.
+        "keepalive_timeout": settings.server.http_idle_timeout_s,
+    }
+
+
 async def serve(settings: Settings, sock: socket.socket, process_id: str | None) -> None:
     hooks = CoachHooks(settings)  # preloads the models before the loop serves
     app = make_app(settings, hooks=hooks, process_id=process_id)
-    runner = web.AppRunner(app, shutdown_timeout=settings.server.shutdown_timeout_s, handle_signals=False,
-                           access_log_class=AccessLogger)
+    runner = web.AppRunner(app, **http_runner_options(settings))
     await runner.setup()
     try:
         site = web.SockSite(runner, sock)

@@ -60,6 +60,9 @@ class ServerSettings(BaseModel):
     presence_ttl_s: float = Field(default=10.0, gt=0)
     static_dir: str = ""  # "" = the packaged web_client pages
     ws_heartbeat_s: float = Field(default=5.0, gt=0)
+    # An HTTP connection that has not sent a whole request (headers included) this long after
+    # connecting or after its last response is closed: idle keep-alives and slowloris alike.
+    http_idle_timeout_s: float = Field(default=15.0, gt=0)
     shutdown_timeout_s: float = Field(default=5.0, gt=0)
     # Embedded/dev mode: pages may ask POST /api/dev/token for a join token, and the REST API is
     # readable without a token. Off (production): issue tokens with `livecoach token`; the API
