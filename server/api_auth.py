@@ -13,16 +13,13 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from server.auth import TokenClaims, TokenError, verify_token
+from server.state import json_error, store_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # No personal data; /api/dev/token answers 404 itself when dev tokens are off.
 OPEN_PATHS = frozenset({"/api/clock", "/api/scenarios", "/api/dev/token"})
 READ_ALL_ROLES = frozenset({"mentor", "qa"})
-
-
-def _json_error(status: int, reason: str, message: str) -> web.Response:
-    return web.json_response({"error": reason, "message": message}, status=status)
 
 
 def _token(request: web.Request) -> str | None:
@@ -34,12 +31,10 @@ def _token(request: web.Request) -> str | None:
 
 async def _owner_of(request: web.Request) -> str | None:
     """The user a request is about: a trainee's path/query user, or a session record's user."""
-    from server.api import _store  # late: server.api imports the app module
-
     if "user" in request.match_info:
         return request.match_info["user"]
     if "session_id" in request.match_info:
-        record = await _store(request).get_session(request.match_info["session_id"])
+        record = await store_of(request).get_session(request.match_info["session_id"])
         return record.get("user") if record else None
     return request.query.get("user")
 
@@ -49,19 +44,19 @@ def may_read(claims: TokenClaims, owner: str | None) -> bool:
 
 
 def make_api_auth(secret: str, open_api: bool) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    @web.middleware
+    @web.middleware  # on the /api/ sub-app only
     async def api_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if open_api or not request.path.startswith("/api/") or request.path in OPEN_PATHS:
+        if open_api or request.path in OPEN_PATHS:
             return await handler(request)
         token = _token(request)
         if not token:
-            return _json_error(401, "bad_token", "this API needs a token (Authorization: Bearer …)")
+            return json_error(401, "bad_token", "this API needs a token (Authorization: Bearer …)")
         try:
             claims = verify_token(secret, token)
         except TokenError as exc:
-            return _json_error(401, exc.reason, str(exc))
+            return json_error(401, exc.reason, str(exc))
         if not may_read(claims, await _owner_of(request)):
-            return _json_error(403, "forbidden", f"a {claims.role} token reads only its own sessions")
+            return json_error(403, "forbidden", f"a {claims.role} token reads only its own sessions")
         return await handler(request)
 
     return api_auth

@@ -16,8 +16,8 @@ from aiohttp import web
 from coach.progress import metrics_csv, progress, sessions_csv
 from coach.report import build_report, render_report_html
 from coach.scenarios import Scenario
-from server.api import _error, _session_id, _state, _store
 from server.auth import ID_PATTERN
+from server.state import ApiError, json_error, session_or_404, state_of, store_of
 from server.practice import load_session_scenario, recordings_dir
 from server.protocol import ProtocolError
 
@@ -28,7 +28,7 @@ def _scenario_or_none(request: web.Request, scenario_id: str | None) -> Scenario
     if not scenario_id:
         return None
     try:
-        return load_session_scenario(_state(request).settings, scenario_id)
+        return load_session_scenario(state_of(request).settings, scenario_id)
     except ProtocolError:  # the scenario was removed since: report without it
         return None
 
@@ -36,41 +36,33 @@ def _scenario_or_none(request: web.Request, scenario_id: str | None) -> Scenario
 async def _report(request: web.Request, record: dict[str, Any]) -> dict[str, Any]:
     report = record.get("report")
     if report is None:
-        events = await _store(request).events(record["session_id"])
+        events = await store_of(request).events(record["session_id"])
         scenario = _scenario_or_none(request, record.get("scenario"))
         report = await asyncio.get_running_loop().run_in_executor(
-            None, build_report, record, events, scenario, _state(request).settings.coach.alerts)
+            None, build_report, record, events, scenario, state_of(request).settings.coach.alerts)
     if record.get("recording"):
         report = {**report, "recording_url": f"/api/sessions/{record['session_id']}/recording"}
     return report
 
 
-async def _record_or_404(request: web.Request) -> dict[str, Any]:
-    record = await _store(request).get_session(_session_id(request))
-    if record is None:
-        raise web.HTTPNotFound(text='{"error":"not_found","message":"no such session"}',
-                               content_type="application/json")
-    return record
-
-
 async def session_report(request: web.Request) -> web.Response:
-    return web.json_response(await _report(request, await _record_or_404(request)))
+    return web.json_response(await _report(request, await session_or_404(request)))
 
 
 async def session_report_html(request: web.Request) -> web.Response:
-    report = await _report(request, await _record_or_404(request))
+    report = await _report(request, await session_or_404(request))
     html = await asyncio.get_running_loop().run_in_executor(None, render_report_html, report)
     return web.Response(text=html, content_type="text/html")
 
 
 async def _serve_recording(request: web.Request, field: str, content_type: str) -> web.StreamResponse:
-    record = await _record_or_404(request)
-    recordings = recordings_dir(_state(request).settings).resolve()
+    record = await session_or_404(request)
+    recordings = recordings_dir(state_of(request).settings).resolve()
     raw = record.get(field)
     path = Path(raw).resolve() if raw else None
     # Only files inside our recordings folder are served, whatever a record says.
     if path is None or path.parent != recordings or not path.is_file():
-        return _error(404, "not_found", "this session has no such recording")
+        return json_error(404, "not_found", "this session has no such recording")
     return web.FileResponse(path, headers={"Content-Type": content_type})
 
 
@@ -83,7 +75,7 @@ async def session_video(request: web.Request) -> web.StreamResponse:
 
 
 async def _reports_of(request: web.Request, user: str | None) -> list[dict[str, Any]]:
-    records = await _store(request).list_sessions(user=user, limit=MAX_PROGRESS_SESSIONS)
+    records = await store_of(request).list_sessions(user=user, limit=MAX_PROGRESS_SESSIONS)
     return [
         {**r["report"], "started_at": r.get("started_at")}
         for r in records
@@ -94,25 +86,24 @@ async def _reports_of(request: web.Request, user: str | None) -> list[dict[str, 
 async def trainee_progress(request: web.Request) -> web.Response:
     user = request.match_info["user"]
     if not ID_PATTERN.match(user):
-        return _error(400, "invalid_field", "bad user id")
+        return json_error(400, "invalid_field", "bad user id")
     split = request.query.get("split") or None
     try:
         result = progress(await _reports_of(request, user), split)
     except ValueError:
-        return _error(400, "invalid_field", "split must be an ISO date, e.g. 2026-11-01")
+        return json_error(400, "invalid_field", "split must be an ISO date, e.g. 2026-11-01")
     return web.json_response({"user": user, **result})
 
 
 def _user_filter(request: web.Request) -> str | None:
     user = request.query.get("user") or None
     if user is not None and not ID_PATTERN.match(user):
-        raise web.HTTPBadRequest(text='{"error":"invalid_field","message":"bad user id"}',
-                                 content_type="application/json")
+        raise ApiError(400, "invalid_field", "bad user id")
     return user
 
 
 async def export_sessions_csv(request: web.Request) -> web.Response:
-    records = await _store(request).list_sessions(user=_user_filter(request), limit=MAX_PROGRESS_SESSIONS)
+    records = await store_of(request).list_sessions(user=_user_filter(request), limit=MAX_PROGRESS_SESSIONS)
     return web.Response(text=sessions_csv(records), content_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="sessions.csv"'})
 
@@ -123,11 +114,12 @@ async def export_metrics_csv(request: web.Request) -> web.Response:
                         headers={"Content-Disposition": 'attachment; filename="metrics.csv"'})
 
 
-def add_report_routes(app: web.Application) -> None:
-    app.router.add_get("/api/sessions/{session_id}/report", session_report)
-    app.router.add_get("/api/sessions/{session_id}/report.html", session_report_html)
-    app.router.add_get("/api/sessions/{session_id}/recording", session_recording)
-    app.router.add_get("/api/sessions/{session_id}/video", session_video)
-    app.router.add_get("/api/trainees/{user}/progress", trainee_progress)
-    app.router.add_get("/api/export/sessions.csv", export_sessions_csv)
-    app.router.add_get("/api/export/metrics.csv", export_metrics_csv)
+def add_report_routes(api: web.Application) -> None:
+    """On the /api/ sub-app: paths are relative to /api."""
+    api.router.add_get("/sessions/{session_id}/report", session_report)
+    api.router.add_get("/sessions/{session_id}/report.html", session_report_html)
+    api.router.add_get("/sessions/{session_id}/recording", session_recording)
+    api.router.add_get("/sessions/{session_id}/video", session_video)
+    api.router.add_get("/trainees/{user}/progress", trainee_progress)
+    api.router.add_get("/export/sessions.csv", export_sessions_csv)
+    api.router.add_get("/export/metrics.csv", export_metrics_csv)

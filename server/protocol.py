@@ -85,7 +85,8 @@ class Leave(_Msg):
 ClientMessage = Annotated[
     Union[Join, Offer, Ice, Tip, TipAck, Whisper, Ping, Leave], Field(discriminator="type")
 ]
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(ClientMessage)
+AnyMessage = Union[Join, Offer, Ice, Tip, TipAck, Whisper, Ping, Leave]
+_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(ClientMessage)
 MESSAGE_TYPES = frozenset({"join", "offer", "ice", "tip", "tip_ack", "whisper", "ping", "leave"})
 
 # Who may send what (after join). Absent type = everyone.
@@ -109,7 +110,12 @@ def _ref_of(data: dict[str, Any]) -> str | None:
     return ref if isinstance(ref, str) and len(ref) <= MAX_ID_CHARS else None
 
 
-def parse_client_message(raw: str | bytes, settings: Any) -> Join | Offer | Ice | Tip | TipAck | Whisper | Ping | Leave:
+def message_from_dict(data: dict[str, Any]) -> AnyMessage:
+    """Rebuild a message that was already parsed once (a ``model_dump`` sent over the bus)."""
+    return _ADAPTER.validate_python(data)
+
+
+def parse_client_message(raw: str | bytes, settings: Any) -> AnyMessage:
     max_bytes, max_sdp, max_tip = _limits(settings)
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
     if size > max_bytes:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Any
 
+from coach.tasks import TaskOwner
 from server.auth import TokenClaims
-from server.protocol import _ADAPTER, Join, ProtocolError, error_message
+from server.outbox import ConnectionOutbox, LocalConnection
+from server.protocol import AnyMessage, Join, ProtocolError, error_message, message_from_dict
 from server.rooms import ConnRef, RoomManager
 from server.settings import Settings
 from server.store.base import Bus, Store
@@ -26,65 +28,34 @@ log = logging.getLogger(__name__)
 INBOX_SIZE = 256  # per remote connection, on the owner
 
 
-class LocalConnection(Protocol):
-    conn_id: str
-    claims: TokenClaims | None
-    owner: str | None
-
-    def send(self, msg: dict[str, Any]) -> None: ...
-
-    def drop(self, code: int, reason: str) -> None: ...
-
-
-class _RemoteInbox:
-    """Owner side of a connection on another process: its ops run in order, one at a time."""
-
-    def __init__(self, router: "Router", conn: ConnRef) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_SIZE)
-        self.task = asyncio.create_task(self._run(router, conn), name=f"inbox:{conn[1]}")
-
-    async def _run(self, router: "Router", conn: ConnRef) -> None:
-        while True:
-            op = await self.queue.get()
-            await router._execute(conn, op)
-            if op.get("op") == "close":
-                router._inboxes.pop(conn, None)
-                return
-
-
 class Router:
-    def __init__(self, settings: Settings, process_id: str, store: Store, bus: Bus, manager: RoomManager) -> None:
+    def __init__(self, settings: Settings, store: Store, bus: Bus, manager: RoomManager,
+                 outbox: ConnectionOutbox) -> None:
         self.settings = settings
-        self.process_id = process_id
+        self.process_id = outbox.process_id
         self.store = store
         self.bus = bus
         self.manager = manager
-        self.local: dict[str, LocalConnection] = {}
-        self._inboxes: dict[ConnRef, _RemoteInbox] = {}
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._publishes: set[asyncio.Task[None]] = set()
+        self.outbox = outbox
+        # Owner side of connections on other processes: their ops run in order, one at a time.
+        self._inboxes: dict[ConnRef, asyncio.Queue[dict[str, Any]]] = {}
+        self._tasks = TaskOwner(f"router:{self.process_id}")
+
+    @property
+    def local(self) -> dict[str, LocalConnection]:
+        return self.outbox.local
 
     async def start(self) -> None:
         await self.bus.subscribe(self.process_id, self._on_bus)
-        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat:{self.process_id}")
+        self._tasks.spawn(self._heartbeat_loop(), f"heartbeat:{self.process_id}")
 
     async def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
-        inboxes = list(self._inboxes.values())
         self._inboxes.clear()
-        for inbox in inboxes:
-            inbox.task.cancel()
-        await asyncio.gather(*(i.task for i in inboxes), return_exceptions=True)
-        if self._publishes:
-            await asyncio.wait(self._publishes, timeout=1.0)
-        for task in list(self._publishes):
-            task.cancel()
+        await self._tasks.close()
 
     # ---- connection side ---------------------------------------------------------------------
     def ref(self, conn: LocalConnection) -> ConnRef:
-        return (self.process_id, conn.conn_id)
+        return self.outbox.ref(conn)
 
     async def join(self, conn: LocalConnection, claims: TokenClaims, msg: Join) -> None:
         ttl = self.settings.server.presence_ttl_s
@@ -118,8 +89,8 @@ class Router:
             if kind == "close":
                 await self.manager.leave(conn, op.get("reason", "disconnected"))
                 return
-            msg = parsed if parsed is not None else _ADAPTER.validate_python(op["msg"])
-            if kind == "join":
+            msg: AnyMessage = parsed if parsed is not None else message_from_dict(op["msg"])
+            if isinstance(msg, Join):
                 claims = TokenClaims(**op["claims"])
                 await self.manager.join(conn, claims, msg.lang, msg.scenario, msg.id)
             elif msg.type == "leave":
@@ -138,35 +109,13 @@ class Router:
             log.exception("room op %s from %s failed", kind, conn)
             self.send(conn, error_message("internal", "server error handling the message", None))
 
-    # ---- Outbox (used by the room engine) -----------------------------------------------------
     def send(self, conn: ConnRef, msg: dict[str, Any]) -> None:
-        if conn[0] == self.process_id:
-            local = self.local.get(conn[1])
-            if local is not None:
-                local.send(msg)
-            return
-        self._publish(conn[0], {"kind": "deliver", "conn": conn[1], "msg": msg})
+        self.outbox.send(conn, msg)
 
     def drop(self, conn: ConnRef, code: int, reason: str) -> None:
-        if conn[0] == self.process_id:
-            local = self.local.get(conn[1])
-            if local is not None:
-                local.drop(code, reason)
-            return
-        self._publish(conn[0], {"kind": "drop", "conn": conn[1], "code": code, "reason": reason})
+        self.outbox.drop(conn, code, reason)
 
-    def _publish(self, process_id: str, message: dict[str, Any]) -> None:
-        # Outbox calls are synchronous (emit never blocks); the publish is a short owned task.
-        task = asyncio.create_task(self._publish_now(process_id, message))
-        self._publishes.add(task)
-        task.add_done_callback(self._publishes.discard)
-
-    async def _publish_now(self, process_id: str, message: dict[str, Any]) -> None:
-        try:
-            await self.bus.publish(process_id, message)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("bus publish to %s failed: %s", process_id, exc)
-
+    # ---- bus -----------------------------------------------------------------------------------
     async def _on_bus(self, message: dict[str, Any]) -> None:
         kind = message.get("kind")
         if kind == "op":
@@ -176,20 +125,28 @@ class Router:
                 if message.get("op") == "close":
                     await self.manager.leave(conn, message.get("reason", "disconnected"))
                     return
-                inbox = self._inboxes[conn] = _RemoteInbox(self, conn)
+                if self._tasks.closed:
+                    return
+                inbox = self._inboxes[conn] = asyncio.Queue(INBOX_SIZE)
+                self._tasks.spawn(self._run_inbox(conn, inbox), f"inbox:{conn[1]}")
             try:
-                inbox.queue.put_nowait(message)
+                inbox.put_nowait(message)
             except asyncio.QueueFull:
                 log.error("inbox for %s full; dropping connection", conn)
                 self.drop(conn, 1008, "too_many_messages")
         elif kind == "deliver":
-            local = self.local.get(str(message.get("conn")))
-            if local is not None:
-                local.send(message["msg"])
+            self.outbox.deliver_local(str(message.get("conn")), message["msg"])
         elif kind == "drop":
-            local = self.local.get(str(message.get("conn")))
-            if local is not None:
-                local.drop(int(message.get("code", 1000)), str(message.get("reason", "")))
+            self.outbox.drop_local(str(message.get("conn")), int(message.get("code", 1000)),
+                                   str(message.get("reason", "")))
+
+    async def _run_inbox(self, conn: ConnRef, inbox: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            op = await inbox.get()
+            await self._execute(conn, op)
+            if op.get("op") == "close":
+                self._inboxes.pop(conn, None)
+                return
 
     # ---- liveness --------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:

@@ -14,6 +14,8 @@ from aiohttp import WSMsgType, web
 
 from server.auth import TokenClaims, TokenError, verify_token
 from server.protocol import Join, Leave, Ping, ProtocolError, check_role, error_message, parse_client_message
+from server.router import Router
+from server.state import AppState, json_error, state_of
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ _CLOSE = object()
 class Connection:
     """A WebSocket on this process. ``send`` never blocks: one owned writer task per socket."""
 
-    def __init__(self, ws: web.WebSocketResponse, app_state: Any) -> None:
+    def __init__(self, ws: web.WebSocketResponse, app_state: AppState) -> None:
         self.conn_id = uuid.uuid4().hex
         self.ws = ws
         self.state = app_state
@@ -37,7 +39,8 @@ class Connection:
         self.joined = False
         self.closing = False
         self._queue: asyncio.Queue[Any] = asyncio.Queue(OUTBOX_SIZE)
-        self.writer = asyncio.create_task(self._write(), name=f"ws-writer:{self.conn_id[:8]}")
+        # Owned by this connection: the handler's cleanup (or app cleanup) cancels and awaits it.
+        self.writer: asyncio.Future[Any] = asyncio.create_task(self._write(), name=f"ws-writer:{self.conn_id[:8]}")
 
     def send(self, msg: dict[str, Any]) -> None:
         if self.closing:
@@ -83,21 +86,19 @@ class Connection:
 
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
-    from server.app import STATE  # late import: app imports this module
-
-    state = request.app[STATE]
+    state = state_of(request)
     settings = state.settings
-    if state.closing or state.manager.peer_count >= settings.server.max_sessions:
-        return web.json_response(
-            {"error": "server_busy", "message": "too many live sessions on this server, retry later"},
-            status=503, headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+    services = state.services
+    if state.closing or services is None or services.manager.peer_count >= settings.server.max_sessions:
+        return json_error(503, "server_busy", "too many live sessions on this server, retry later",
+                          headers={"Retry-After": str(RETRY_AFTER_S)})
+    router = services.router
     # aiohttp's own cap closes the socket without a word; ours (in parse) replies too_large first.
     ws = web.WebSocketResponse(max_msg_size=settings.server.max_ws_message_bytes * 4,
                                heartbeat=settings.server.ws_heartbeat_s)
     await ws.prepare(request)
     conn = Connection(ws, state)
-    state.router.local[conn.conn_id] = conn
+    router.local[conn.conn_id] = conn
     state.websockets.add(ws)
     state.connections.add(conn)
     state.metrics.connections.inc()
@@ -122,7 +123,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             if raw.type != WSMsgType.TEXT:
                 conn.error("bad_json", "send JSON text frames, not binary")
                 continue
-            await _on_text(conn, state, raw.data)
+            await _on_text(conn, state, router, raw.data)
     except asyncio.CancelledError:
         reason = "server_shutdown"
         raise
@@ -131,16 +132,16 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         state.websockets.discard(ws)
         state.metrics.connections.dec()
         try:
-            await _shutdown_connection(conn, state, reason)
+            await _shutdown_connection(conn, router, reason)
         finally:
             conn.writer.cancel()
             state.connections.discard(conn)
     return ws
 
 
-async def _shutdown_connection(conn: Connection, state: Any, reason: str) -> None:
+async def _shutdown_connection(conn: Connection, router: Router, reason: str) -> None:
     try:
-        await asyncio.shield(state.router.closed(conn, reason))
+        await asyncio.shield(router.closed(conn, reason))
     except Exception:  # noqa: BLE001
         log.exception("closing connection %s failed", conn.conn_id[:8])
     # let queued messages (errors before an auth close) go out, briefly
@@ -155,7 +156,7 @@ async def _shutdown_connection(conn: Connection, state: Any, reason: str) -> Non
         await conn.ws.close()
 
 
-async def _on_text(conn: Connection, state: Any, text: str) -> None:
+async def _on_text(conn: Connection, state: AppState, router: Router, text: str) -> None:
     settings = state.settings
     try:
         msg = parse_client_message(text, settings)
@@ -167,7 +168,7 @@ async def _on_text(conn: Connection, state: Any, text: str) -> None:
     ref = getattr(msg, "id", None)
     try:
         if isinstance(msg, Join):
-            await _join(conn, state, msg)
+            await _join(conn, state, router, msg)
             return
         if not (conn.joined or conn.joining):
             raise ProtocolError("not_joined", "the first message must be join", ref)
@@ -176,14 +177,14 @@ async def _on_text(conn: Connection, state: Any, text: str) -> None:
             return
         assert conn.claims is not None
         check_role(msg, conn.claims.role)
-        await state.router.forward(conn, msg)
+        await router.forward(conn, msg)
         if isinstance(msg, Leave) and conn.owner != state.process_id:
             conn.drop(1000, "left")  # remote owner: don't wait for its drop
     except ProtocolError as exc:
         conn.error(exc.reason, exc.message, exc.ref)
 
 
-async def _join(conn: Connection, state: Any, msg: Join) -> None:
+async def _join(conn: Connection, state: AppState, router: Router, msg: Join) -> None:
     if conn.joined or conn.joining:
         raise ProtocolError("already_joined", "this connection already joined", msg.id)
     try:
@@ -199,7 +200,7 @@ async def _join(conn: Connection, state: Any, msg: Join) -> None:
     conn.claims = claims
     conn.joining = True
     try:
-        await state.router.join(conn, claims, msg)
+        await router.join(conn, claims, msg)
     except Exception as exc:  # noqa: BLE001 - store down etc.
         conn.joining = False
         log.warning("join failed: %s", exc)

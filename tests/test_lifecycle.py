@@ -196,11 +196,13 @@ async def test_shutdown_closes_live_peers_and_sockets(aiohttp_server, tmp_path: 
         await client.connect(base, token("bye", "trainee", "t"))
         await client.publish(audio=ToneTrack(440), recv_audio=True)
         state = app[STATE]
-        assert state.manager.peer_count == 1
+        manager = state.manager
+        assert manager.peer_count == 1
         started = time.perf_counter()
         await server.close()
         assert time.perf_counter() - started < state.settings.server.shutdown_timeout_s + 2
-        assert state.manager.peer_count == 0 and not state.manager.rooms and not our_tasks()
+        assert manager.peer_count == 0 and not manager.rooms and not our_tasks()
+        assert state.services is None  # torn down in reverse of startup
         await settle(lambda: client.closed)
     finally:
         await client.close()

@@ -1,0 +1,93 @@
+"""What the room engine needs from the rest of the server, and what it offers media hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiortc import RTCPeerConnection
+from aiortc.mediastreams import MediaStreamTrack
+
+from coach.contracts import SessionEvents
+from coach.tasks import TaskOwner
+from server.metrics import Metrics
+from server.settings import Settings
+from server.store.base import Store
+
+ConnRef = tuple[str, str]  # (process id holding the WebSocket, connection id)
+
+
+class Outbox(Protocol):
+    """How the engine talks back to connections, wherever they live (server/outbox.py)."""
+
+    def send(self, conn: ConnRef, msg: dict[str, Any]) -> None: ...
+
+    def drop(self, conn: ConnRef, code: int, reason: str) -> None: ...
+
+
+class MediaHandle(Protocol):
+    async def close(self) -> None: ...
+
+
+@dataclass
+class MediaContext:
+    """What a media hook gets for the primary's peer connection (before the answer is made).
+
+    ``remote_tracks`` are relay subscriptions (buffered) of the primary's inbound tracks: read
+    them freely; the raw tracks are also feeding the mentor. Add outbound tracks with
+    ``pc.addTrack`` (the offer's transceivers are reused).
+    """
+
+    room_id: str
+    session_id: str
+    user: str
+    role: str
+    lang: str
+    scenario: str | None
+    pc: RTCPeerConnection
+    remote_tracks: list[MediaStreamTrack]
+    events: SessionEvents  # the Room
+    store: Store
+    settings: Settings
+
+
+class MediaHooks(Protocol):
+    def attach(self, ctx: MediaContext) -> MediaHandle | None | Awaitable[MediaHandle | None]: ...
+
+
+class NoMediaHooks:
+    """Default: no agent; the primary's media only feeds the mentor."""
+
+    def attach(self, ctx: MediaContext) -> None:
+        return None
+
+
+class PeerCount:
+    """Live peer connections on this process (the session cap and the ``peers`` gauge)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.value = 0
+
+    def opened(self) -> None:
+        self.value += 1
+        self.metrics.peers.set(self.value)
+
+    def closed(self) -> None:
+        self.value -= 1
+        self.metrics.peers.set(self.value)
+
+
+@dataclass
+class RoomServices:
+    """Shared by every room of a manager: built once, passed down, never reached back into."""
+
+    settings: Settings
+    store: Store
+    metrics: Metrics
+    hooks: MediaHooks
+    outbox: Outbox
+    peers: PeerCount
+    tasks: TaskOwner  # manager-level tasks (a lost peer's removal outlives the peer's own tasks)
+    peer_lost: Callable[[ConnRef, str], Awaitable[None]]

@@ -1,0 +1,57 @@
+"""The session record of a room: created when the primary joins, merged and closed when it leaves."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from server.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class SessionRecords:
+    def __init__(self, store: Store, room_id: str) -> None:
+        self.store = store
+        self.room_id = room_id
+        self.session_id: str | None = None
+        self.started_at: float | None = None
+        self.kind: str | None = None
+
+    def begin(self, role: str) -> str:
+        """Synchronous: the session id exists as soon as the primary is a member."""
+        self.session_id = uuid.uuid4().hex
+        self.started_at = time.time()
+        self.kind = "practice" if role == "trainee" else "shadow"
+        return self.session_id
+
+    async def save_started(self, user: str, role: str, lang: str, scenario: str | None) -> None:
+        record: dict[str, Any] = {
+            "session_id": self.session_id, "user": user, "room": self.room_id, "kind": self.kind,
+            "started_at": self.started_at, "role": role, "lang": lang, "scenario": scenario,
+            "status": "live",
+        }
+        try:
+            await self.store.save_session(record)
+        except Exception:  # noqa: BLE001 - the live session goes on without its record
+            log.exception("room %s: save_session failed", self.room_id)
+
+    async def save_finished(self, session_id: str, user: str, reason: str) -> None:
+        try:
+            # Merge: the media hook may have saved a richer record (report) meanwhile.
+            record = await self.store.get_session(session_id) or {}
+            ended = time.time()
+            record.update(
+                session_id=session_id, user=user, room=self.room_id, kind=self.kind,
+                started_at=record.get("started_at", self.started_at),
+                ended_at=ended, duration_s=round(ended - (self.started_at or ended), 3),
+                end_reason=reason, status="ended",
+            )
+            await self.store.save_session(record)
+        except Exception:  # noqa: BLE001
+            log.exception("room %s: saving the finished session failed", self.room_id)
+
+    def end(self) -> None:
+        self.session_id = None
