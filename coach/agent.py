@@ -2,7 +2,10 @@
 
 One ``CustomerAgent`` per practice session. ``feed`` is called from the inbound audio pump with
 16 kHz mono int16 and never blocks: VAD runs inline (~80 µs per 32 ms chunk, see coach/vad.py)
-and everything slow (providers) runs in tasks the agent owns and cancels on ``close``.
+and everything slow (providers, smart-turn) runs in tasks the agent owns and cancels on ``close``.
+
+Every turn-taking decision is made by coach/turn_policy.py (``step(state, event)``); this class
+turns VAD edges, provider results and playout into policy events and performs the effects.
 
 Reply audio of one reply lives on a "timeline" (samples at the TTS rate, clause after clause).
 A barge-in flushes the output and remembers how far the timeline was played; a false
@@ -29,8 +32,11 @@ from coach.contracts import (
 )
 from coach.settings import CoachSettings
 from coach.text import ClauseSplitter, played_text, split_all
+from coach import turn_policy as tp
+from coach.settings import TurnTakingSettings
+from coach.smart_turn import SmartTurn
 from coach.turns import TurnState, TurnStateMachine
-from coach.vad import SileroVad, SpeechEnd, SpeechStart, VadSegmenter
+from coach.vad import SileroVad, SpeechEnd, SpeechPause, SpeechResume, SpeechStart, VadSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,16 @@ class _Barge:
     decision_ns: int
     flushed_ms: float
     last_frame_ns: int | None
-    resolving: bool = False
+
+
+@dataclass
+class _Speculation:
+    """STT (+ smart-turn) of the utterance so far, started at a pause."""
+
+    seq: int
+    task: asyncio.Task  # -> (text, p_complete | None, error | None)
+    started_ns: int
+    finished_ns: int | None = None
 
 
 @dataclass
@@ -63,6 +78,10 @@ class _Reply:
     speak_task: asyncio.Task | None = None
     barge: _Barge | None = None
     pushed_any: bool = False
+    # reply handle: set by the output track's playout, never polled
+    played: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    interrupted: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     def add_clause(self, text: str) -> None:
         self.clauses.append(text)
@@ -110,8 +129,18 @@ class CustomerAgent:
         self.language: str = getattr(scenario, "language", "en")
         self.mode: str = getattr(scenario, "interruption_mode", "interrupt") or "interrupt"
         self.keywords = [k.lower() for k in (getattr(scenario, "interruption_keywords", None) or [])]
-        self._seg = VadSegmenter(settings.vad, STT_RATE, vad=vad)
+        self._policy_mode = tp.interrupt_mode(self.mode, self.keywords)
+        overrides = getattr(scenario, "turn_taking", None) or {}
+        self.turn_taking = settings.turn_taking.model_copy(update=overrides) if overrides else settings.turn_taking
+        tt: TurnTakingSettings = self.turn_taking
+        self._smart = SmartTurn.shared() if tt.smart_turn else None
+        # Without the model: silence-only endpointing (VAD silence_ms), speculation still hides STT.
+        end_ms = tt.max_silence_ms if self._smart is not None else settings.vad.silence_ms
+        self._threshold = tt.threshold.get(self.language, tt.threshold.get("en", 0.5))
+        self._seg = VadSegmenter(settings.vad, STT_RATE, vad=vad, pause_ms=min(tt.pause_ms, end_ms - 32),
+                                 silence_ms=end_ms)
         self._sm = TurnStateMachine(self._on_state)
+        self._ps = tp.PolicyState()
         self._turns: list[TurnRecord] = []
         self._interruptions: list[InterruptionRecord] = []
         self._transcript: list[dict[str, Any]] = []
@@ -125,7 +154,12 @@ class CustomerAgent:
         self._thinking_audio: np.ndarray | None = None
         self._carry: tuple[TurnRecord, str | None, np.ndarray | None] | None = None
         self._pending: list[tuple[TurnRecord, str]] = []  # append mode: turns after the reply
-        self._overlap = False  # current trainee utterance started while the customer spoke
+        self._end: SpeechEnd | None = None  # the segmenter's utterance end being handled
+        self._onset_ns: int | None = None  # onset of the current trainee utterance
+        self._spec: _Speculation | None = None
+        self._spec_counts = [0, 0]  # (started, wasted) for the utterance being built
+        self._overlap_heard: tuple[TurnRecord, str] | None = None
+        self.stats = {"speculative_calls": 0, "wasted_calls": 0, "false_interruptions": 0}
         self._closed = False
         self._started = False
 
@@ -153,6 +187,7 @@ class CustomerAgent:
         self._emit("state", state=self.state)
         if self.settings.greet and getattr(self.scenario, "greeting", None):
             self._sm.to(TurnState.THINKING)
+            self._ps = tp.PolicyState(phase=TurnState.THINKING)
             reply = self._new_reply(None)
             for c in split_all(self.scenario.greeting, self.language):
                 reply.add_clause(c)
@@ -166,10 +201,19 @@ class CustomerAgent:
         try:
             for ev in self._seg.feed(pcm16_16k, t_ns):
                 if isinstance(ev, SpeechStart):
-                    self._on_speech_start(ev)
+                    self._onset_ns = ev.onset_ns
+                    self._emit("vad", speaker="trainee", edge="start", speech_start_ns=ev.onset_ns,
+                               speech_end_ns=None)
+                    self._dispatch(tp.SpeechStart(echo_guarded=self._echo_guarded()))
+                elif isinstance(ev, SpeechPause):
+                    self._dispatch(tp.Pause(ev.duration_ms))
+                elif isinstance(ev, SpeechResume):
+                    self._dispatch(tp.Resume())
                 else:
-                    self._on_speech_end(ev)
-            self._check_barge_in()
+                    self._end = ev
+                    self._emit_vad_end(ev)
+                    self._dispatch(tp.SpeechEnd(ev.duration_ms))
+                    self._end = None
         except Exception as exc:  # a bug here must not kill the inbound pump
             log.exception("agent feed failed")
             self._emit("error", reason=f"internal: {exc}", stage="agent")
@@ -183,6 +227,47 @@ class CustomerAgent:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
 
+    # ---- policy -----------------------------------------------------------------------
+    def _dispatch(self, event: tp.Event) -> None:
+        self._ps, effects = tp.step(self._ps, event, self._policy_mode,
+                                    barge_min_ms=self.settings.barge_in.min_speech_ms)
+        for fx in effects:
+            self._perform(fx)
+
+    def _perform(self, fx: tp.Effect) -> None:
+        if isinstance(fx, tp.SetState):
+            if self._sm.state != fx.state:
+                self._sm.to(fx.state)
+        elif isinstance(fx, tp.Speculate):
+            self._speculate(fx.seq)
+        elif isinstance(fx, tp.DropSpeculation):
+            self._drop_speculation()
+        elif isinstance(fx, tp.CommitTurn):
+            self._commit_turn()
+        elif isinstance(fx, tp.MergeIntoTurn):
+            self._merge_thinking()
+        elif isinstance(fx, tp.StopOutput):
+            self._stop_output()
+        elif isinstance(fx, tp.ResolveOverlap):
+            audio = self._end.audio if self._end is not None else self._seg.current_audio()
+            end_ns = self._end.end_ns if self._end is not None else _now()
+            self._spawn(self._resolve_overlap(audio, self._onset_ns or end_ns, end_ns), "overlap")
+        elif isinstance(fx, tp.ResumeOutput):
+            if self._reply is not None:
+                self._resume(self._reply, record=fx.false_interruption)
+        elif isinstance(fx, tp.CutReply):
+            self._cut_reply()
+        elif isinstance(fx, tp.QueueTurn):
+            if self._overlap_heard is not None:
+                self._pending.append(self._overlap_heard)
+                self._overlap_heard = None
+        elif isinstance(fx, tp.StartQueuedTurn):
+            if self._pending:
+                turn, text = self._pending.pop(0)
+                self._start_turn(turn, None, text)
+        else:  # pragma: no cover - every effect is handled above
+            raise TypeError(f"unhandled effect {fx!r}")
+
     # ---- events -----------------------------------------------------------------------
     def _emit(self, type_: str, **fields: Any) -> None:
         event = {"type": type_, "t_ns": _now(), **fields}
@@ -191,12 +276,11 @@ class CustomerAgent:
         except Exception:  # the sink must not break the pipeline
             log.exception("event sink failed")
 
+    def _emit_vad_end(self, ev: SpeechEnd) -> None:
+        self._emit("vad", speaker="trainee", edge="end", speech_start_ns=ev.onset_ns, speech_end_ns=ev.end_ns)
+
     def _on_state(self, old: TurnState, new: TurnState, t_ns: int) -> None:
         self._emit("state", state=new.value, previous=old.value)
-
-    def _to(self, new: TurnState) -> None:
-        if self._sm.state != new:
-            self._sm.to(new)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.session_id}:{name}")
@@ -211,47 +295,73 @@ class CustomerAgent:
             log.error("agent task %s failed: %r", task.get_name(), exc)
             self._emit("error", reason=f"internal: {exc}", stage="agent")
 
-    # ---- VAD handling -------------------------------------------------------------------
-    def _on_speech_start(self, ev: SpeechStart) -> None:
-        self._emit("vad", speaker="trainee", edge="start", speech_start_ns=ev.onset_ns, speech_end_ns=None)
-        st = self._sm.state
-        if st == TurnState.LISTENING:
-            self._to(TurnState.USER_SPEAKING)
-        elif st == TurnState.THINKING:
-            self._merge_thinking()
-            self._to(TurnState.USER_SPEAKING)
-        elif st == TurnState.SPEAKING:
-            self._overlap = True  # barge-in is decided in _check_barge_in once long enough
+    # ---- endpointing: speculation at the pause ------------------------------------------
+    def _speculate(self, seq: int) -> None:
+        self._drop_speculation(wasted=False)
+        audio = self._seg.current_audio()
+        task = self._spawn(self._judge(audio), f"speculate{seq}")
+        self._spec = _Speculation(seq, task, _now())
+        self._spec_counts[0] += 1
+        self.stats["speculative_calls"] += 1
+        task.add_done_callback(lambda t, spec=self._spec: self._speculated(spec, t))
 
-    def _on_speech_end(self, ev: SpeechEnd) -> None:
-        eot = _now()
-        self._emit("vad", speaker="trainee", edge="end", speech_start_ns=ev.onset_ns, speech_end_ns=ev.end_ns)
-        overlap, self._overlap = self._overlap, False
-        st = self._sm.state
-        if st == TurnState.INTERRUPTED:
-            barge = self._reply.barge if self._reply else None
-            if barge is not None and not barge.resolving:
-                barge.resolving = True
-                self._spawn(self._resolve_barge_in(ev, eot), "resolve")
+    async def _judge(self, audio: np.ndarray) -> tuple[str, float | None, str | None]:
+        """Transcript + smart-turn P(complete) of the utterance so far (run side by side)."""
+        smart = self._smart
+        p_future = (asyncio.get_running_loop().run_in_executor(_smart_executor(), smart.probability, audio)
+                    if smart is not None else None)
+        try:
+            text, error = await self.providers.stt.transcribe(audio, STT_RATE, self.language), None
+        except ProviderError as exc:
+            text, error = "", str(exc)
+        p = None
+        if p_future is not None and tp.text_verdict(text, self.language) is not tp.Verdict.UNKNOWN:
+            p_future.cancel()  # the words decide; don't wait for the model
+            p_future = None
+        if p_future is not None:
+            try:
+                p = await p_future
+            except Exception:  # noqa: BLE001 - a model failure degrades to text + silence
+                log.exception("smart-turn failed")
+        return text.strip(), p, error
+
+    def _speculated(self, spec: _Speculation, task: asyncio.Task) -> None:
+        spec.finished_ns = _now()
+        if task.cancelled() or task.exception() is not None or spec is not self._spec or self._closed:
             return
-        if st == TurnState.SPEAKING:
-            if self.mode in ("append", "keywords"):
-                self._spawn(self._overlap_utterance(ev, eot), "overlap")
-            return  # interrupt mode: too short / echo guard; ignore mode: never
-        if overlap and ev.duration_ms < self.settings.barge_in.min_speech_ms and st in (
-            TurnState.LISTENING, TurnState.USER_SPEAKING
-        ):
-            self._to(TurnState.LISTENING)
-            return  # a click that began during the reply: not a turn
-        if st == TurnState.LISTENING:
-            self._to(TurnState.USER_SPEAKING)
-        if self._sm.state != TurnState.USER_SPEAKING:
-            return  # thinking on a queued turn: drop rather than race it
-        turn, text, audio = self._take_carry(ev)
-        turn.user_speech_end_ns = ev.end_ns
+        text, p, error = task.result()
+        if text and error is None:
+            self._emit("interim_transcript", speaker="trainee", text=text, final=False,
+                       p_complete=None if p is None else round(p, 3))
+        complete = (error is None and bool(text) and self._smart is not None
+                    and tp.turn_complete(text, p, self.language, self._threshold))
+        self._dispatch(tp.Speculated(spec.seq, complete))
+
+    def _drop_speculation(self, wasted: bool = True) -> None:
+        spec, self._spec = self._spec, None
+        if spec is None:
+            return
+        if not spec.task.done():
+            spec.task.cancel()  # the decode already running in the whisper thread finishes unseen
+        if wasted:
+            self._spec_counts[1] += 1
+            self.stats["wasted_calls"] += 1
+
+    def _commit_turn(self) -> None:
+        """End the user turn: reuse the speculative transcript when the trainee said nothing since."""
+        eot = _now()
+        end = self._end or self._seg.cut(eot)
+        if end is None:
+            return
+        if self._end is None:
+            self._emit_vad_end(end)
+        turn, text, audio = self._take_carry(end)
+        turn.user_speech_end_ns = end.end_ns
         turn.eot_decision_ns = eot
-        self._to(TurnState.THINKING)
-        self._start_turn(turn, audio, text)
+        turn.speculative_calls, turn.wasted_calls = self._spec_counts
+        self._spec_counts = [0, 0]
+        spec, self._spec = self._spec, None
+        self._start_turn(turn, audio, text, spec)
 
     def _take_carry(self, ev: SpeechEnd) -> tuple[TurnRecord, str | None, np.ndarray]:
         if self._carry is None:
@@ -262,6 +372,7 @@ class CustomerAgent:
         turn.llm_first_token_ns = turn.tts_first_audio_ns = None
         turn.stage_ms.clear()
         turn.user_text = ""
+        self._drop_speculation(wasted=False)  # it heard only the new part: transcribe together
         if text is None and audio is not None:  # STT hadn't finished: transcribe both together
             return turn, None, np.concatenate([audio, ev.audio])
         return turn, text, ev.audio  # text prefix; the new audio still needs STT
@@ -272,7 +383,7 @@ class CustomerAgent:
 
     def _merge_thinking(self) -> None:
         """Speech while thinking: drop the pending reply, keep what the trainee said so far."""
-        reply, turn = self._reply, self._thinking_turn
+        turn = self._thinking_turn
         self._cancel_reply()
         if self._turn_task is not None:
             self._turn_task.cancel()
@@ -282,24 +393,13 @@ class CustomerAgent:
             text = turn.user_text or None
             self._carry = (turn, text, None if text else self._thinking_audio)
             self._thinking_turn = None
-        del reply
-
-    def _check_barge_in(self) -> None:
-        if self.mode != "interrupt" or self._sm.state != TurnState.SPEAKING or self._reply is None:
-            return
-        if not self._seg.in_speech or self._seg.speech_ms() < self.settings.barge_in.min_speech_ms:
-            return
-        guard = self.settings.barge_in.echo_guard_ms
-        if guard:
-            first = self._first_frame_ns(self._reply)
-            if first is None or (_now() - first) / 1e6 < guard:
-                return
-        self._barge_in(self._seg.onset_ns or _now())
 
     # ---- barge-in -----------------------------------------------------------------------
-    def _barge_in(self, onset_ns: int) -> None:
+    def _stop_output(self) -> None:
+        """Stop the customer's audio now; the timeline position is kept for a resume."""
         reply = self._reply
-        assert reply is not None
+        if reply is None:
+            return
         decision = _now()
         if reply.speak_task is not None:
             reply.speak_task.cancel()  # stop TTS; the LLM keeps writing the text
@@ -309,52 +409,62 @@ class CustomerAgent:
         po = self.output.playout(uid) if uid else None
         sent = int((po.sent_ms if po else 0.0) * reply.sample_rate / 1000)
         reply.base_samples += sent  # resume point on the reply timeline
-        reply.barge = _Barge(onset_ns, decision, flushed, self._last_frame_ns(reply))
-        self._to(TurnState.INTERRUPTED)
-        self._spawn(self._false_interruption_timer(reply), "barge-timer")
+        reply.barge = _Barge(self._onset_ns or decision, decision, flushed, self._last_frame_ns(reply))
+        timeout = self.settings.barge_in.false_interruption_timeout_ms / 1000
+        self._spawn(self._barge_timer(reply, timeout), "barge-timer")
 
-    async def _false_interruption_timer(self, reply: _Reply) -> None:
-        await asyncio.sleep(self.settings.barge_in.false_interruption_timeout_ms / 1000)
-        while reply is self._reply and reply.barge is not None and not reply.barge.resolving:
-            if not self._seg.in_speech:  # nothing came of it: resume
-                reply.barge.resolving = True
-                self._resume(reply)
-                return
-            await asyncio.sleep(0.05)  # still talking: the utterance end will decide
+    def _echo_guarded(self) -> bool:
+        guard = self.settings.barge_in.echo_guard_ms
+        if not guard or self._reply is None or self._sm.state != TurnState.SPEAKING:
+            return False
+        first = self._first_frame_ns(self._reply)
+        return first is None or (_now() - first) / 1e6 < guard
 
-    async def _resolve_barge_in(self, ev: SpeechEnd, eot: int) -> None:
-        reply = self._reply
-        if reply is None or reply.barge is None:
-            return
-        t0 = _now()
+    async def _barge_timer(self, reply: _Reply, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
+        if reply is self._reply and reply.barge is not None and not self._seg.in_speech:
+            self._dispatch(tp.BargeTimeout())  # nothing came of it: the policy resumes
+
+    async def _resolve_overlap(self, audio: np.ndarray, onset_ns: int, end_ns: int) -> None:
+        """Transcribe words spoken over the customer; the interrupt mode decides what they are."""
+        eot = _now()
+        turn = self._new_turn(onset_ns)
+        self._turn_no -= 1  # numbered only if it becomes a turn
+        turn.user_speech_end_ns, turn.eot_decision_ns = end_ns, eot
         try:
-            text = await self.providers.stt.transcribe(ev.audio, STT_RATE, self.language)
+            text = await self.providers.stt.transcribe(audio, STT_RATE, self.language)
         except ProviderError as exc:
             self._emit("error", reason=str(exc), stage=exc.stage)
             text = ""
-        stt_done = _now()
-        if reply is not self._reply or self._closed:
+        turn.stt_final_ns = _now()
+        turn.stage_ms["stt"] = (turn.stt_final_ns - eot) / 1e6
+        if self._closed:
             return
-        if not text.strip():
-            self._resume(reply)
-            return
-        turn = self._new_turn(ev.onset_ns)
-        turn.user_speech_end_ns, turn.eot_decision_ns = ev.end_ns, eot
-        turn.stt_final_ns, turn.stage_ms["stt"] = stt_done, (stt_done - t0) / 1e6
-        self._real_interruption(reply, turn, text)
+        text = text.strip()
+        decision = self._policy_mode.on_text(text, self.language)
+        if decision in (tp.Overlap.INTERRUPT, tp.Overlap.APPEND):
+            self._turn_no += 1
+            turn.turn = self._turn_no
+            self._overlap_heard = (turn, text)
+        self._dispatch(tp.OverlapHeard(decision))
 
-    def _real_interruption(self, reply: _Reply, turn: TurnRecord, text: str) -> None:
-        if reply.llm_task is not None:
-            reply.llm_task.cancel()
-        self._record_interruption(reply, false=False)
-        self._finish_reply(reply, cut=True)
-        self._to(TurnState.THINKING)
-        self._start_turn(turn, None, text)
+    def _cut_reply(self) -> None:
+        reply = self._reply
+        heard, self._overlap_heard = self._overlap_heard, None
+        if reply is not None:
+            if reply.llm_task is not None:
+                reply.llm_task.cancel()
+            self._record_interruption(reply, false=False)
+            _set(reply.interrupted)
+            self._finish_reply(reply, cut=True)
+        if heard is not None:
+            self._start_turn(heard[0], None, heard[1])
 
-    def _resume(self, reply: _Reply) -> None:
-        self._record_interruption(reply, false=True)
+    def _resume(self, reply: _Reply, *, record: bool = True) -> None:
+        if record:
+            self.stats["false_interruptions"] += 1
+            self._record_interruption(reply, false=True)
         reply.barge = None
-        self._to(TurnState.SPEAKING)
         reply.speak_task = self._spawn(self._speak(reply), "speak")
 
     def _record_interruption(self, reply: _Reply, *, false: bool) -> None:
@@ -377,46 +487,28 @@ class CustomerAgent:
         self._interruptions.append(rec)
         self._emit("interruption", **rec.as_dict() | {"type": "interruption"})
 
-    async def _overlap_utterance(self, ev: SpeechEnd, eot: int) -> None:
-        """append / keywords mode: the trainee spoke over the customer."""
-        turn = self._new_turn(ev.onset_ns)
-        turn.user_speech_end_ns, turn.eot_decision_ns = ev.end_ns, eot
-        t0 = _now()
-        try:
-            text = await self.providers.stt.transcribe(ev.audio, STT_RATE, self.language)
-        except ProviderError as exc:
-            self._emit("error", reason=str(exc), stage=exc.stage)
-            return
-        turn.stt_final_ns = _now()
-        turn.stage_ms["stt"] = (turn.stt_final_ns - t0) / 1e6
-        if not text.strip() or self._closed:
-            return
-        reply = self._reply
-        speaking = reply is not None and self._sm.state == TurnState.SPEAKING
-        if self.mode == "keywords" and speaking:
-            low = text.lower()
-            if not any(k in low for k in self.keywords):
-                return  # not an interruption: the customer goes on, the words are dropped
-            assert reply is not None
-            self._barge_in(ev.onset_ns)
-            reply.barge.resolving = True  # type: ignore[union-attr]
-            self._real_interruption(reply, turn, text)
-            return
-        if speaking or self._sm.state == TurnState.THINKING:
-            self._pending.append((turn, text))  # append: answer after the reply
-            return
-        if self._sm.state == TurnState.LISTENING:
-            self._to(TurnState.THINKING)
-            self._start_turn(turn, None, text)
-
     # ---- user turn ----------------------------------------------------------------------
-    def _start_turn(self, turn: TurnRecord, audio: np.ndarray | None, text: str | None) -> None:
+    def _start_turn(self, turn: TurnRecord, audio: np.ndarray | None, text: str | None,
+                    spec: _Speculation | None = None) -> None:
         self._thinking_turn = turn
-        self._turn_task = self._spawn(self._run_turn(turn, audio, text), f"turn{turn.turn}")
+        self._turn_task = self._spawn(self._run_turn(turn, audio, text, spec), f"turn{turn.turn}")
 
-    async def _run_turn(self, turn: TurnRecord, audio: np.ndarray | None, text: str | None) -> None:
+    async def _run_turn(self, turn: TurnRecord, audio: np.ndarray | None, text: str | None,
+                        spec: _Speculation | None = None) -> None:
         error: str | None = None
-        if audio is not None:
+        if spec is not None and text is None:
+            # the speculative transcript heard everything said (nothing since the pause)
+            self._thinking_audio = audio
+            heard, _p, error = await spec.task
+            if error is not None:
+                self._emit("error", reason=error, stage="stt")
+            turn.stt_final_ns = spec.finished_ns or _now()
+            turn.stage_ms["stt"] = (turn.stt_final_ns - spec.started_ns) / 1e6
+            turn.stage_ms["stt_after_eot"] = max(0.0, (turn.stt_final_ns - (turn.eot_decision_ns or 0)) / 1e6)
+            text = heard
+        elif audio is not None:
+            if spec is not None:
+                spec.task.cancel()
             self._thinking_audio = audio
             t0 = _now()
             try:
@@ -431,7 +523,7 @@ class CustomerAgent:
         if error is None and not text:
             self._thinking_turn = None
             self._turn_no -= 1 if turn.turn == self._turn_no else 0
-            self._to(TurnState.LISTENING)  # nothing was said (noise)
+            self._dispatch(tp.TurnEmpty())  # nothing was said (noise)
             return
         turn.user_text = text
         if text:
@@ -555,18 +647,11 @@ class CustomerAgent:
             pos += len(buf)
             i += 1
         self.output.end(uid)
-        while not self.output.playout(uid).done:
-            await asyncio.sleep(0.01)
+        await self.output.wait_done(uid)  # set by the track when the last frame left
         reply.speak_task = None
+        _set(reply.done)
         self._finish_reply(reply, cut=False)
-        if self._pending:
-            turn, text = self._pending.pop(0)
-            self._to(TurnState.THINKING)
-            self._start_turn(turn, None, text)
-        else:
-            self._to(TurnState.LISTENING)
-            if self._seg.in_speech:  # the trainee is already talking over the reply's end
-                self._to(TurnState.USER_SPEAKING)
+        self._dispatch(tp.ReplyDone(trainee_talking=self._seg.in_speech))
 
     def _push(self, reply: _Reply, uid: str, data: bytes, pos: int, skip: int) -> None:
         """Push the part of ``data`` (timeline bytes [pos, pos+len)) not heard yet."""
@@ -579,9 +664,10 @@ class CustomerAgent:
         self.output.push(uid, bytes(data), reply.sample_rate)
         if not reply.pushed_any:
             reply.pushed_any = True
+            _set(reply.played)
         if self._sm.state == TurnState.THINKING:
             self._thinking_turn = None
-            self._to(TurnState.SPEAKING)
+            self._dispatch(tp.ReplyAudible())
 
     def _played(self, reply: _Reply) -> str:
         played_ms = reply.base_samples * 1000.0 / reply.sample_rate
@@ -606,6 +692,7 @@ class CustomerAgent:
     def _finish_reply(self, reply: _Reply, *, cut: bool) -> None:
         planned = "".join(reply.clauses).strip()
         played = self._played(reply)
+        _set(reply.done)
         if reply is self._reply:
             self._reply = None
         turn = reply.turn
@@ -636,3 +723,21 @@ class CustomerAgent:
                 t.cancel()
         if reply.pushed_any:
             self.output.flush()
+
+
+def _set(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_smart_pool: Any = None
+
+
+def _smart_executor() -> Any:
+    """One thread for smart-turn inference in this process (~25-100 ms a call, off the loop)."""
+    global _smart_pool
+    if _smart_pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _smart_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
+    return _smart_pool

@@ -8,6 +8,7 @@ process on one machine, which QA relies on).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
@@ -47,6 +48,10 @@ class AudioOutput(Protocol):
 
     def queued_ms(self) -> float: ...
 
+    def wait_done(self, utterance_id: str) -> "asyncio.Future[None]":
+        """Resolved when the utterance is done: ended and played out, or flushed."""
+        ...
+
     def playout(self, utterance_id: str) -> Playout: ...
 
 
@@ -59,6 +64,7 @@ class SessionEvents(Protocol):
       state          {"state": "listening|user_speaking|thinking|speaking|interrupted"}
       vad            {"speaker", "edge": "start|end", "t_ns", "speech_start_ns", "speech_end_ns"}
       transcript     {"speaker": "trainee|customer|streamer|mentor", "text", "final", "turn"}
+      interim_transcript {"speaker": "trainee", "text", "final": false} speculative, may change
       turn           TurnRecord.as_dict()
       interruption   InterruptionRecord.as_dict()
       alert          {"kind", "message", "severity", ...}
@@ -88,6 +94,8 @@ class TurnRecord:
     reply_played_text: str = ""
     interrupted: bool = False
     error: str | None = None  # provider failure for this turn (fallback line was spoken)
+    speculative_calls: int = 0  # STT calls started at a pause for this turn
+    wasted_calls: int = 0  # ... of which the trainee talked on (result thrown away)
     stage_ms: dict[str, float] = field(default_factory=dict)  # stt/llm/tts provider time
 
     def as_dict(self) -> dict[str, Any]:

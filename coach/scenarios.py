@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from coach.settings import AlertSettings
+from coach.settings import AlertSettings, TurnTakingSettings
 
 Language = Literal["en", "zh"]
 InterruptionMode = Literal["interrupt", "ignore", "append", "keywords"]
@@ -76,6 +76,19 @@ class Scenario(_Strict):
     interruption_keywords: list[str] = Field(default_factory=list)
     max_turns: int = Field(default=8, ge=1, le=50)  # scripted customer decides after this many
     alerts: dict[str, Any] | None = None  # overrides of coach.settings.AlertSettings fields
+    turn_taking: dict[str, Any] | None = None  # overrides of coach.settings.TurnTakingSettings
+
+    @field_validator("turn_taking")
+    @classmethod
+    def _known_turn_fields(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        unknown = sorted(set(value) - set(TurnTakingSettings.model_fields))
+        if unknown:
+            raise ValueError(f"unknown turn_taking setting(s) {unknown}; known: "
+                             f"{sorted(TurnTakingSettings.model_fields)}")
+        TurnTakingSettings(**value)
+        return value
 
     @field_validator("alerts")
     @classmethod

@@ -15,7 +15,24 @@ class VadSettings(BaseModel):
     prefix_pad_ms: int = Field(default=300, ge=0)  # audio kept before the detected onset
 
 
+class TurnTakingSettings(BaseModel):
+    """Semantic end of turn (coach/turn_policy.py, coach/smart_turn.py); per-scenario overridable."""
+
+    smart_turn: bool = True  # ask the smart-turn model (falls back to silence only without it)
+    # After this much silence the utterance so far is transcribed speculatively and judged.
+    pause_ms: int = Field(default=200, ge=64)
+    # A turn judged incomplete still ends after this much silence (longer than a thinking pause).
+    max_silence_ms: int = Field(default=1500, ge=200)
+    # P(complete) at or above which smart-turn ends a turn whose transcript is undecided. zh is
+    # high: on our espeak Mandarin the model scored a mid-sentence pause 0.89 (ends 0.75-0.96),
+    # so Chinese turns rely on the transcript (final 吗/呢/？) or the maximum silence.
+    threshold: dict[str, float] = Field(default_factory=lambda: {"en": 0.5, "zh": 0.97})
+    # Speculative LLM at the pause: not yet (the decision waits for the transcript anyway).
+
+
 class BargeInSettings(BaseModel):
+    # The customer's audio stops at the first confident speech onset (VAD min_speech_ms); the
+    # overlap counts as an interruption only when longer than this and not a filler/cough.
     min_speech_ms: int = Field(default=160, ge=0)  # shorter noises never interrupt
     false_interruption_timeout_ms: int = Field(default=2000, ge=0)
     # Echo guard: ignore barge-in during the first ms of each reply (0 = off).
@@ -82,6 +99,7 @@ class AlertSettings(BaseModel):
 class CoachSettings(BaseModel):
     vad: VadSettings = Field(default_factory=VadSettings)
     barge_in: BargeInSettings = Field(default_factory=BargeInSettings)
+    turn_taking: TurnTakingSettings = Field(default_factory=TurnTakingSettings)
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     scenarios_dir: str = ""  # "" = the packaged configs/scenarios; relative = from the config file

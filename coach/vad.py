@@ -106,7 +106,27 @@ class SpeechEnd:
         return (self.end_ns - self.onset_ns) / 1e6
 
 
-VadEvent = SpeechStart | SpeechEnd
+@dataclass(slots=True)
+class SpeechPause:
+    """Short silence inside an utterance (``pause_ms``): a candidate end of turn."""
+
+    onset_ns: int
+    end_ns: int  # end of the last speech chunk
+    decided_ns: int
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.onset_ns) / 1e6
+
+
+@dataclass(slots=True)
+class SpeechResume:
+    """Speech again after a SpeechPause, before the utterance ended."""
+
+    t_ns: int
+
+
+VadEvent = SpeechStart | SpeechEnd | SpeechPause | SpeechResume
 
 
 class VadSegmenter:
@@ -117,10 +137,16 @@ class VadSegmenter:
     than real time) give consistent timestamps.
     """
 
-    def __init__(self, settings: VadSettings, sample_rate: int = MODEL_RATE, vad: SileroVad | None = None):
+    def __init__(self, settings: VadSettings, sample_rate: int = MODEL_RATE, vad: SileroVad | None = None,
+                 *, pause_ms: int | None = None, silence_ms: int | None = None):
+        """``pause_ms``: also emit SpeechPause after that much silence (None: never);
+        ``silence_ms``: silence that ends an utterance (default ``settings.silence_ms``)."""
         if sample_rate != MODEL_RATE:
             raise ValueError("VadSegmenter expects 16 kHz audio")
         self.settings = settings
+        self.pause_ms = pause_ms
+        self.silence_ms = silence_ms if silence_ms is not None else settings.silence_ms
+        self._paused = False  # a SpeechPause was emitted for the current silence
         self.stream = (vad or SileroVad.shared()).stream()
         self._ns_per_sample = 1e9 / sample_rate
         self._pending = np.zeros(0, dtype=np.int16)
@@ -137,6 +163,22 @@ class VadSegmenter:
     @property
     def onset_ns(self) -> int | None:
         return self._cand_onset
+
+    def cut(self, decided_ns: int) -> SpeechEnd | None:
+        """End the current utterance now (the turn was judged complete before the maximum
+        silence): the next speech starts a new utterance with its own SpeechStart."""
+        if self._cand_onset is None or not self.in_speech:
+            return None
+        audio = np.concatenate(self._history + self._utt)
+        ev = SpeechEnd(self._cand_onset, self._last_speech_end or decided_ns, decided_ns, audio)
+        self._history = self._utt[-(self._pad_chunks + 1):]
+        self._reset_run()
+        return ev
+
+    def current_audio(self) -> np.ndarray:
+        """The current utterance so far (prefix pad included), int16."""
+        parts = self._history + self._utt if self._cand_onset is not None else []
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
     def speech_ms(self) -> float:
         """Length of the current (candidate or confirmed) speech run, 0 when none."""
@@ -177,6 +219,9 @@ class VadSegmenter:
         self._utt.append(chunk)
         if p >= s.neg_threshold:  # hysteresis: between the thresholds speech continues
             self._last_speech_end, self._silence_start = end_ns, None
+            if self._paused:
+                self._paused = False
+                return SpeechResume(start_ns)
             return self._maybe_confirm()
         if not self.in_speech:  # candidate dropped before min_speech_ms: noise
             self._history = (self._history + self._utt)[-(self._pad_chunks + 1) :]
@@ -184,7 +229,11 @@ class VadSegmenter:
             return None
         if self._silence_start is None:
             self._silence_start = start_ns
-        if (end_ns - self._silence_start) / 1e6 >= s.silence_ms:
+        silent_ms = (end_ns - self._silence_start) / 1e6
+        if self.pause_ms is not None and not self._paused and self.pause_ms <= silent_ms < self.silence_ms:
+            self._paused = True
+            return SpeechPause(self._cand_onset, self._last_speech_end or start_ns, end_ns)
+        if silent_ms >= self.silence_ms:
             audio = np.concatenate(self._history + self._utt)
             ev = SpeechEnd(self._cand_onset, self._last_speech_end or start_ns, end_ns, audio)
             self._history = self._utt[-(self._pad_chunks + 1) :]
@@ -200,5 +249,6 @@ class VadSegmenter:
 
     def _reset_run(self) -> None:
         self.in_speech = False
+        self._paused = False
         self._cand_onset = self._last_speech_end = self._silence_start = None
         self._utt = []

@@ -42,6 +42,7 @@ class _Utterance:
     queued: int = 0  # samples waiting
     ended: bool = False
     flushed: bool = False
+    done_future: asyncio.Future[None] | None = None  # resolved when done (played out or flushed)
 
 
 class PacedAudioTrack(AudioStreamTrack):
@@ -136,6 +137,7 @@ class PacedAudioTrack(AudioStreamTrack):
                 utt.flushed = True
                 utt.queued = 0
                 utt.playout.done = True
+                _resolve_opt(utt.done_future)
         self._active.clear()
         self._queue.clear()
         self._queued_samples = 0
@@ -144,6 +146,15 @@ class PacedAudioTrack(AudioStreamTrack):
         self.stats["flushes"] += 1
         self.stats["flushed_ms"] += ms
         return ms
+
+    def wait_done(self, utterance_id: str) -> asyncio.Future[None]:
+        """Future resolved once ``utterance_id`` is done: ended and played out, or flushed."""
+        utt = self._utterance(utterance_id)
+        if utt.done_future is None:
+            utt.done_future = asyncio.get_running_loop().create_future()
+            if utt.playout.done:
+                utt.done_future.set_result(None)
+        return utt.done_future
 
     def queued_ms(self) -> float:
         return self._queued_samples * 1000.0 / self.sample_rate
@@ -305,6 +316,12 @@ class PacedAudioTrack(AudioStreamTrack):
         if utt.ended and utt.queued == 0:
             utt.playout.done = True
             self._active.discard(utt.playout.utterance_id)
+            _resolve_opt(utt.done_future)
+
+
+def _resolve_opt(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -1,0 +1,409 @@
+"""Turn-taking decisions as pure functions: ``step(state, event) -> (state, effects)``.
+
+No clock, no I/O, no asyncio: the agent (coach/agent.py) feeds events from the VAD segmenter,
+its provider tasks and the output track, and performs the effects. Everything here is tested
+table-driven in milliseconds (tests/test_turn_policy.py).
+
+Endpointing (semantic end of turn): after a short pause the agent transcribes the utterance so
+far *speculatively* and asks smart-turn; ``Speculated`` brings the answer back. A complete turn
+is committed at once (the speculative transcript is the turn's transcript), an incomplete one
+waits for more speech up to the segmenter's maximum silence (``SpeechEnd``), then is committed
+anyway. Speech resuming after a pause throws the speculation away (counted as wasted).
+
+Overlap (the trainee speaks while the customer does) is decided by one small class per
+scenario interruption mode.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from coach.turns import TurnState
+
+L, U, T, S, I = (TurnState.LISTENING, TurnState.USER_SPEAKING, TurnState.THINKING,
+                 TurnState.SPEAKING, TurnState.INTERRUPTED)
+
+
+# ---- text signals ------------------------------------------------------------------------
+
+class Verdict(str, Enum):
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+    UNKNOWN = "unknown"
+
+
+# Words a finished English sentence rarely ends on (articles, prepositions, conjunctions...).
+_EN_DANGLING = frozenset(
+    "a an the and or but so because if for to of in on at with from by about as than that which "
+    "who whose my your our their his her its is are was were be been am do does did can could will "
+    "would should shall may might must have has had very really just also like um uh".split())
+# Chinese clause-final characters that announce more to come (prepositions, conjunctions, copula).
+_ZH_DANGLING = frozenset("给和跟把被对从为在是就还很这那一而且但因所以如果的话让向往比")
+_ZH_FINAL_PARTICLES = frozenset("吗呢吧嘛啊呀么")
+_TERMINAL = ("?", "!", "？", "！", "。")
+
+# Interjections and backchannels: a transcript made only of these means "nothing said"
+# (a barge-in that turns out to be "Ah!" or "嗯" is a false interruption, not a turn).
+_EN_FILLERS = frozenset(
+    "ah aah oh ooh uh uhh um umm hmm hm mm mmm mhm uh-huh er erm eh huh ha hah wow oops ow ouch "
+    "ahem achoo".split())
+_ZH_FILLERS = frozenset("嗯啊哦呃额唉哎噢哈呀诶欸喔嘿咳哼")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
+_PUNCT = re.compile(r"[\s\.,!?;:…，。！？；：、\"'“”‘’()（）\-~～]+")
+
+
+def text_verdict(text: str, language: str) -> Verdict:
+    """Does this transcript read like a finished turn? Punctuation and the last word decide."""
+    t = text.strip()
+    if not t:
+        return Verdict.UNKNOWN
+    if t.endswith(("...", "…", ",", "，", "、", "-", "—")):
+        return Verdict.INCOMPLETE  # whisper marks a trailing-off utterance this way
+    if language.startswith("zh"):
+        core = _PUNCT.sub("", t)
+        if not core:
+            return Verdict.UNKNOWN
+        if core[-1] in _ZH_FINAL_PARTICLES or t.endswith(("？", "?")):
+            return Verdict.COMPLETE
+        if core[-1] in _ZH_DANGLING:
+            return Verdict.INCOMPLETE
+        return Verdict.COMPLETE if t.endswith(("。", "！", "!")) else Verdict.UNKNOWN
+    words = _WORD.findall(t.lower())
+    if words and words[-1] in _EN_DANGLING:
+        return Verdict.INCOMPLETE
+    return Verdict.COMPLETE if t.endswith(_TERMINAL + (".",)) else Verdict.UNKNOWN
+
+
+def is_filler(text: str, language: str) -> bool:
+    """True when the transcript holds no words but interjections (or nothing at all)."""
+    core = _PUNCT.sub(" ", text.strip().lower()).split()
+    if not core:
+        return True
+    for token in core:
+        if token in _EN_FILLERS:
+            continue
+        if all(ch in _ZH_FILLERS for ch in token):
+            continue
+        return False
+    return True
+
+
+def turn_complete(text: str, p_complete: float | None, language: str, threshold: float) -> bool:
+    """Combine the transcript's verdict with smart-turn's P(complete) (None: no model)."""
+    v = text_verdict(text, language)
+    if v is Verdict.INCOMPLETE:
+        return False
+    if v is Verdict.COMPLETE:
+        return True
+    return p_complete is not None and p_complete >= threshold
+
+
+# ---- interruption modes ------------------------------------------------------------------
+
+class Overlap(str, Enum):
+    NOTHING = "nothing"  # keep speaking, the words are dropped
+    INTERRUPT = "interrupt"  # cut the reply, the words are the next turn
+    RESUME = "resume"  # false interruption: play on from where the output stopped
+    APPEND = "append"  # answer the words after the reply
+
+
+class InterruptMode:
+    name = "interrupt"
+    stops_output_at_onset = True  # pause the customer at the first confident speech onset
+
+    def on_text(self, text: str, language: str) -> Overlap:
+        return Overlap.RESUME if is_filler(text, language) else Overlap.INTERRUPT
+
+
+class IgnoreMode(InterruptMode):
+    name = "ignore"
+    stops_output_at_onset = False
+
+    def on_text(self, text: str, language: str) -> Overlap:
+        return Overlap.NOTHING
+
+
+class AppendMode(InterruptMode):
+    name = "append"
+    stops_output_at_onset = False
+
+    def on_text(self, text: str, language: str) -> Overlap:
+        return Overlap.NOTHING if is_filler(text, language) else Overlap.APPEND
+
+
+class KeywordsMode(InterruptMode):
+    name = "keywords"
+    stops_output_at_onset = False
+
+    def __init__(self, keywords: list[str]):
+        self.keywords = [k.lower() for k in keywords if k.strip()]
+
+    def on_text(self, text: str, language: str) -> Overlap:
+        low = text.lower()
+        return Overlap.INTERRUPT if any(k in low for k in self.keywords) else Overlap.NOTHING
+
+
+def interrupt_mode(name: str | None, keywords: list[str] | None = None) -> InterruptMode:
+    if name in (None, "", "interrupt"):
+        return InterruptMode()
+    if name == "ignore":
+        return IgnoreMode()
+    if name == "append":
+        return AppendMode()
+    if name == "keywords":
+        return KeywordsMode(keywords or [])
+    raise ValueError(f"unknown interruption mode {name!r} (interrupt|ignore|append|keywords)")
+
+
+# ---- the policy ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PolicyState:
+    phase: TurnState = L
+    pause_seq: int = 0  # numbers the pauses of the current utterance's speculation
+    speculating: bool = False  # a speculation of the current pause is running or done
+    overlap: bool = False  # the current trainee utterance began while the customer spoke
+    short_overlap: bool = False  # ... and was too short to count (click)
+    barge_open: bool = False  # output stopped at an onset; waiting for the words to decide
+    resolving: bool = False  # the overlapping words are being transcribed
+    queued_turns: int = 0  # append mode: turns to answer after the reply
+
+
+# events
+@dataclass(frozen=True)
+class SpeechStart:
+    echo_guarded: bool = False  # within barge_in.echo_guard_ms of the reply's first frame
+
+
+@dataclass(frozen=True)
+class Pause:
+    """The trainee went quiet for the short pause (still inside the utterance)."""
+    duration_ms: float = 1000.0  # speech so far
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Speech again after a Pause, before the maximum silence."""
+
+
+@dataclass(frozen=True)
+class SpeechEnd:
+    """Maximum silence: the utterance is over whatever the model thinks."""
+    duration_ms: float = 1000.0
+
+
+@dataclass(frozen=True)
+class Speculated:
+    seq: int
+    complete: bool
+
+
+@dataclass(frozen=True)
+class OverlapHeard:
+    """Transcript of an utterance spoken over the customer (decided by the interrupt mode)."""
+    decision: Overlap
+
+
+@dataclass(frozen=True)
+class TurnEmpty:
+    """The committed turn's transcript was empty: noise, nothing to answer."""
+
+
+@dataclass(frozen=True)
+class ReplyAudible:
+    """The reply's first audio was queued."""
+
+
+@dataclass(frozen=True)
+class ReplyDone:
+    """The reply's last frame was played (or the reply ended without audio)."""
+    trainee_talking: bool = False
+
+
+@dataclass(frozen=True)
+class BargeTimeout:
+    """false_interruption_timeout passed with no decision and no speech going on."""
+
+
+Event = (SpeechStart | Pause | Resume | SpeechEnd | Speculated | OverlapHeard | TurnEmpty | ReplyAudible
+         | ReplyDone | BargeTimeout)
+
+
+# effects (performed by the agent, in order)
+@dataclass(frozen=True)
+class SetState:
+    state: TurnState
+
+
+@dataclass(frozen=True)
+class Speculate:
+    seq: int  # transcribe the utterance so far + ask smart-turn; answer with Speculated(seq)
+
+
+@dataclass(frozen=True)
+class DropSpeculation:
+    pass  # the trainee went on talking: the speculative call was wasted
+
+
+@dataclass(frozen=True)
+class CommitTurn:
+    pass  # end the user turn: reuse the speculation (await it if running) or transcribe now
+
+
+@dataclass(frozen=True)
+class MergeIntoTurn:
+    pass  # speech while thinking: drop the pending reply, keep what was said so far
+
+
+@dataclass(frozen=True)
+class StopOutput:
+    pass  # barge-in onset: stop the customer's audio now, remember the position
+
+
+@dataclass(frozen=True)
+class ResolveOverlap:
+    pass  # transcribe the overlapping utterance, answer with OverlapHeard
+
+
+@dataclass(frozen=True)
+class ResumeOutput:
+    false_interruption: bool = True  # play on from the remembered position
+
+
+@dataclass(frozen=True)
+class CutReply:
+    pass  # real interruption: the reply ends at what was heard; the words become a turn
+
+
+@dataclass(frozen=True)
+class QueueTurn:
+    pass  # append mode: answer the overlapping words after the reply
+
+
+@dataclass(frozen=True)
+class StartQueuedTurn:
+    pass
+
+
+Effect = (SetState | Speculate | DropSpeculation | CommitTurn | MergeIntoTurn | StopOutput | ResolveOverlap
+          | ResumeOutput | CutReply | QueueTurn | StartQueuedTurn)
+
+
+def _to(state: PolicyState, phase: TurnState, effects: list[Effect], **changes: object) -> PolicyState:
+    if state.phase != phase:
+        effects.append(SetState(phase))
+    return replace(state, phase=phase, **changes)  # type: ignore[arg-type]
+
+
+def step(state: PolicyState, event: Event, mode: InterruptMode, *,
+         barge_min_ms: float = 160.0) -> tuple[PolicyState, list[Effect]]:
+    """One decision. ``barge_min_ms``: overlap shorter than this is a click, never a turn."""
+    fx: list[Effect] = []
+    ph = state.phase
+    if isinstance(event, SpeechStart):
+        if ph == L:
+            return _to(state, U, fx, pause_seq=0, speculating=False), fx
+        if ph == T:
+            fx.append(MergeIntoTurn())
+            return _to(state, U, fx, pause_seq=0, speculating=False), fx
+        if ph == S:
+            if mode.stops_output_at_onset and not event.echo_guarded:
+                fx.append(StopOutput())
+                return _to(state, I, fx, overlap=True, barge_open=True), fx
+            return replace(state, overlap=True), fx
+        return state, fx
+    if isinstance(event, Pause):
+        if ph == I and state.barge_open and not state.resolving:
+            if event.duration_ms < barge_min_ms:  # a click: not worth a transcription
+                fx.append(ResumeOutput(false_interruption=True))
+                return _to(state, S, fx, barge_open=False, overlap=False), fx
+            fx.append(ResolveOverlap())
+            return replace(state, resolving=True), fx
+        if ph == U and not state.overlap:
+            seq = state.pause_seq + 1
+            fx.append(Speculate(seq))
+            return replace(state, pause_seq=seq, speculating=True), fx
+        return state, fx
+    if isinstance(event, Resume):
+        if ph == U and state.speculating:
+            fx.append(DropSpeculation())
+            return replace(state, speculating=False), fx
+        return state, fx
+    if isinstance(event, Speculated):
+        if ph == U and state.speculating and event.seq == state.pause_seq and event.complete:
+            fx.append(CommitTurn())
+            return _to(state, T, fx, speculating=False), fx
+        return state, fx
+    if isinstance(event, SpeechEnd):
+        overlap = state.overlap
+        state = replace(state, overlap=False)
+        if ph == I and state.barge_open:
+            if state.resolving:
+                return state, fx
+            if event.duration_ms < barge_min_ms:  # a click: not worth a transcription
+                fx.append(ResumeOutput(false_interruption=True))
+                return _to(state, S, fx, barge_open=False), fx
+            fx.append(ResolveOverlap())
+            return replace(state, resolving=True), fx
+        if ph == S:
+            # interrupt mode decides overlap through the barge-in path; ignore never does
+            if (overlap and event.duration_ms >= barge_min_ms and not mode.stops_output_at_onset
+                    and not isinstance(mode, IgnoreMode)):
+                fx.append(ResolveOverlap())
+            return state, fx
+        if ph in (L, U):
+            if overlap and event.duration_ms < barge_min_ms:
+                return _to(state, L, fx, speculating=False), fx  # a click begun during the reply
+            fx.append(CommitTurn())
+            return _to(state, T, fx, speculating=False), fx
+        return state, fx
+    if isinstance(event, OverlapHeard):
+        d = event.decision
+        if ph == I and state.barge_open:
+            state = replace(state, barge_open=False, resolving=False)
+            if d in (Overlap.RESUME, Overlap.NOTHING):
+                fx.append(ResumeOutput(false_interruption=True))
+                return _to(state, S, fx), fx
+            fx.append(CutReply())
+            return _to(state, T, fx, overlap=False), fx
+        if ph == S:
+            if d == Overlap.INTERRUPT:
+                fx.extend([StopOutput(), CutReply()])
+                return _to(state, T, fx), fx
+            if d == Overlap.APPEND:
+                fx.append(QueueTurn())
+                return replace(state, queued_turns=state.queued_turns + 1), fx
+        if ph == T and d == Overlap.APPEND:
+            fx.append(QueueTurn())
+            return replace(state, queued_turns=state.queued_turns + 1), fx
+        if ph == L and d in (Overlap.APPEND, Overlap.INTERRUPT):
+            fx.append(QueueTurn())
+            fx.append(StartQueuedTurn())
+            return _to(state, T, fx), fx
+        return state, fx
+    if isinstance(event, BargeTimeout):
+        if ph == I and state.barge_open and not state.resolving:
+            fx.append(ResumeOutput(false_interruption=True))
+            return _to(state, S, fx, barge_open=False), fx
+        return state, fx
+    if isinstance(event, TurnEmpty):
+        if ph == T:
+            return _to(state, L, fx), fx
+        return state, fx
+    if isinstance(event, ReplyAudible):
+        if ph == T:
+            return _to(state, S, fx), fx
+        return state, fx
+    if isinstance(event, ReplyDone):
+        if ph not in (S, T):
+            return state, fx
+        if state.queued_turns:
+            fx.append(StartQueuedTurn())
+            return _to(state, T, fx, queued_turns=state.queued_turns - 1), fx
+        state = _to(state, L, fx)
+        if event.trainee_talking:  # already talking over the reply's end
+            state = _to(state, U, fx, overlap=False, pause_seq=0, speculating=False)
+        return state, fx
+    raise TypeError(f"unknown event {event!r}")
