@@ -502,9 +502,12 @@ class CustomerAgent:
             heard, _p, error = await spec.task
             if error is not None:
                 self._emit("error", reason=error, stage="stt")
-            turn.stt_final_ns = spec.finished_ns or _now()
-            turn.stage_ms["stt"] = (turn.stt_final_ns - spec.started_ns) / 1e6
-            turn.stage_ms["stt_after_eot"] = max(0.0, (turn.stt_final_ns - (turn.eot_decision_ns or 0)) / 1e6)
+            finished = spec.finished_ns or _now()
+            turn.stage_ms["stt"] = (finished - spec.started_ns) / 1e6  # provider time, at the pause
+            # The transcript is final when the turn is committed: never before the decision, so
+            # the stage chain (endpointing -> stt -> llm) stays ordered; stt shows only what the
+            # speculation failed to hide.
+            turn.stt_final_ns = max(finished, turn.eot_decision_ns or finished)
             text = heard
         elif audio is not None:
             if spec is not None:
