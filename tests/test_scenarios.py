@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from coach.contracts import ChatMessage
 from coach.providers.scripted import ScriptedCustomerLLM, addresses, is_garbled, split_clauses
 from coach.scenarios import ScenarioError, get_scenario, load_scenarios, system_prompt
 from coach.settings import AlertSettings
+from server.settings import PACKAGED_CONFIGS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "configs" / "scenarios"
@@ -226,3 +228,17 @@ def test_matching_helpers():
     assert is_garbled("...") and is_garbled("Um.") and not is_garbled("ok")
     assert split_clauses("It is $19.99, okay? Yes.") == ["It is $19.99,", " okay?", " Yes."]
     assert split_clauses("好，那我拍一单。谢谢！") == ["好，", "那我拍一单。", "谢谢！"]
+
+
+def test_scenarios_are_cached_and_reloaded_on_change(tmp_path) -> None:
+    src = PACKAGED_CONFIGS / "scenarios" / "price-haggler-en.yaml"
+    shutil.copy(src, tmp_path / src.name)
+    first = load_scenarios(tmp_path)
+    again = load_scenarios(tmp_path)
+    assert again["price-haggler-en"] is first["price-haggler-en"]  # not parsed again
+    text = (tmp_path / src.name).read_text(encoding="utf-8")
+    (tmp_path / src.name).write_text(text + "\n# edited\n", encoding="utf-8")  # size changes
+    edited = load_scenarios(tmp_path)
+    assert edited["price-haggler-en"] is not first["price-haggler-en"]
+    (tmp_path / src.name).unlink()
+    assert load_scenarios(tmp_path) == {}
