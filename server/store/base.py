@@ -53,6 +53,10 @@ class Store(Protocol):
         """Newest first."""
         ...
 
+    async def healthy(self) -> bool:
+        """Whether the backing service answers now (for /healthz; never raises)."""
+        ...
+
     async def close(self) -> None: ...
 
 

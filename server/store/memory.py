@@ -46,6 +46,10 @@ class MemoryStore:
         self._presence: dict[str, _Presence] = {}
         self._processes: dict[str, float] = {}
 
+    async def healthy(self) -> bool:
+        """For /healthz: the in-process store is there as long as the process is."""
+        return True
+
     async def open(self) -> "MemoryStore":
         await self.records.open()
         return self

@@ -145,6 +145,14 @@ class RedisStore:
         await _ping(self.redis, self.url, self.timeout_s)
         return self
 
+    async def healthy(self) -> bool:
+        """For /healthz: does Redis answer now?"""
+        try:
+            await self.ping()
+        except StoreUnavailable:
+            return False
+        return True
+
     # ---- keys --------------------------------------------------------------------------------
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
