@@ -30,13 +30,30 @@ def _token(request: web.Request) -> str | None:
 
 
 async def _owner_of(request: web.Request) -> str | None:
-    """The user a request is about: a trainee's path/query user, or a session record's user."""
+    """The user a request is about: the path's user, a session record's user, or — only on list
+    routes whose handler filters by it — the ``?user=`` query."""
     if "user" in request.match_info:
         return request.match_info["user"]
     if "session_id" in request.match_info:
         record = await store_of(request).get_session(request.match_info["session_id"])
         return record.get("user") if record else None
-    return request.query.get("user")
+    if request.path in USER_SCOPED_LISTS:
+        return request.query.get("user")
+    return None
+
+
+# List routes that return only the ``?user=`` given: asking for your own user is reading your own.
+USER_SCOPED_LISTS = frozenset({"/api/sessions", "/api/export/sessions.csv", "/api/export/metrics.csv"})
+
+
+async def may_read_request(request: web.Request, claims: TokenClaims) -> bool:
+    """Authorization from the token only: a room's presence is for its members (and mentors/QA);
+    records are for their user (and mentors/QA). No query parameter widens it."""
+    if claims.role in READ_ALL_ROLES:
+        return True
+    if "room_id" in request.match_info:
+        return request.match_info["room_id"] == claims.room
+    return may_read(claims, await _owner_of(request))
 
 
 def may_read(claims: TokenClaims, owner: str | None) -> bool:
@@ -55,7 +72,7 @@ def make_api_auth(secret: str, open_api: bool) -> Callable[[web.Request, Handler
             claims = verify_token(secret, token)
         except TokenError as exc:
             return json_error(401, exc.reason, str(exc))
-        if not may_read(claims, await _owner_of(request)):
+        if not await may_read_request(request, claims):
             return json_error(403, "forbidden", f"a {claims.role} token reads only its own sessions")
         return await handler(request)
 

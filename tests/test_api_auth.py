@@ -49,3 +49,12 @@ async def test_api_needs_a_token_and_trainees_read_only_their_own(aiohttp_server
     assert await status("/api/sessions/s-ben", mentor) == 200
     assert await status("/api/sessions", mentor) == 200
     assert await status("/api/dev/token") in (404, 405)  # dev tokens are off
+    # Presence: a query parameter must not widen what the token allows (hostile-client finding).
+    in_other_room = issue_token(secret, "other", "trainee", "bob", 600)
+    assert await status("/api/rooms/r", in_other_room) == 403
+    assert await status("/api/rooms/r?user=bob", in_other_room) == 403
+    assert await status("/api/rooms/r?user=ann", in_other_room) == 403
+    # A member and a mentor are authorized (the room is empty, so: not found, not forbidden).
+    assert await status("/api/rooms/r", ann) == 404
+    assert await status("/api/rooms/r", mentor) == 404
+    assert await status("/api/sessions/s-ben?user=ann", ann) == 403  # the record's user decides
