@@ -63,6 +63,10 @@ class ServerSettings(BaseModel):
     # An HTTP connection that has not sent a whole request (headers included) this long after
     # connecting or after its last response is closed: idle keep-alives and slowloris alike.
     http_idle_timeout_s: float = Field(default=15.0, gt=0)
+    join_timeout_s: float = Field(default=10.0, gt=0)  # a WebSocket must join within this (wall time)
+    # WebSockets that have not joined yet hold a socket and a task for nothing: capped.
+    max_unjoined_connections: int = Field(default=256, ge=1)
+    max_unjoined_per_address: int = Field(default=32, ge=1)
     shutdown_timeout_s: float = Field(default=5.0, gt=0)
     # Embedded/dev mode: pages may ask POST /api/dev/token for a join token, and the REST API is
     # readable without a token. Off (production): issue tokens with `livecoach token`; the API

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
@@ -19,7 +19,6 @@ from server.state import AppState, json_error, state_of
 
 log = logging.getLogger(__name__)
 
-JOIN_TIMEOUT_S = 10.0
 OUTBOX_SIZE = 512  # a client this far behind is closed, not buffered without bound
 CLOSE_AUTH = 4401
 RETRY_AFTER_S = 5
@@ -38,6 +37,7 @@ class Connection:
         self.joining = False  # join forwarded to the owner; reply may still be on its way
         self.joined = False
         self.closing = False
+        self.release_unjoined: Callable[[], None] | None = None  # frees the unjoined slot, once
         self._queue: asyncio.Queue[Any] = asyncio.Queue(OUTBOX_SIZE)
         # Owned by this connection: the handler's cleanup (or app cleanup) cancels and awaits it.
         self.writer: asyncio.Future[Any] = asyncio.create_task(self._write(), name=f"ws-writer:{self.conn_id[:8]}")
@@ -47,6 +47,7 @@ class Connection:
             return
         if msg.get("type") == "joined":
             self.joined = True
+            self.free_unjoined_slot()
         elif msg.pop("_join_failed", False):
             self.joining = False
             msg = dict(msg)
@@ -57,6 +58,17 @@ class Connection:
         except asyncio.QueueFull:
             log.warning("connection %s: client too slow, closing", self.conn_id[:8])
             self.drop(1008, "slow_consumer")
+
+    def free_unjoined_slot(self) -> None:
+        release, self.release_unjoined = self.release_unjoined, None
+        if release is not None:
+            release()
+
+    def expire_join(self, timeout_s: float) -> None:
+        """The join deadline passed (wall time, whatever pings or pongs arrived meanwhile)."""
+        if not (self.joined or self.joining or self.closing):
+            self.error("join_timeout", f"send join within {timeout_s:g} s")
+            self.drop(CLOSE_AUTH, "join_timeout")
 
     def drop(self, code: int, reason: str) -> None:
         """Close after the queued messages went out."""
@@ -92,29 +104,45 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     if state.closing or services is None or services.manager.peer_count >= settings.server.max_sessions:
         return json_error(503, "server_busy", "too many live sessions on this server, retry later",
                           headers={"Retry-After": str(RETRY_AFTER_S)})
-    router = services.router
+    address = request.remote or "unknown"
+    if not state.unjoined.acquire(address):
+        return json_error(429, "too_many_connections", "too many connections waiting to join, retry later",
+                          headers={"Retry-After": str(RETRY_AFTER_S)})
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            state.unjoined.release(address)
+
+    try:
+        return await _serve_socket(request, state, services.router, release)
+    finally:
+        release()
+
+
+async def _serve_socket(request: web.Request, state: AppState, router: Router,
+                        release_unjoined: Callable[[], None]) -> web.StreamResponse:
+    settings = state.settings
     # aiohttp's own cap closes the socket without a word; ours (in parse) replies too_large first.
     ws = web.WebSocketResponse(max_msg_size=settings.server.max_ws_message_bytes * 4,
                                heartbeat=settings.server.ws_heartbeat_s)
     await ws.prepare(request)
     conn = Connection(ws, state)
+    conn.release_unjoined = release_unjoined
     router.local[conn.conn_id] = conn
     state.websockets.add(ws)
     state.connections.add(conn)
     state.metrics.connections.inc()
-    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    # On wall time: aiohttp's receive timeout restarts on every heartbeat PONG, so a socket that
+    # only answers pings would never time out through it.
+    join_timeout = settings.server.join_timeout_s
+    deadline = asyncio.get_running_loop().call_later(join_timeout, conn.expire_join, join_timeout)
     reason = "disconnected"
     try:
         while not conn.closing:
-            timeout = None if (conn.joined or conn.joining) else deadline - time.monotonic()
-            if timeout is not None and timeout <= 0:
-                conn.error("join_timeout", f"send join within {JOIN_TIMEOUT_S:.0f} s")
-                conn.drop(CLOSE_AUTH, "join_timeout")
-                break
-            try:
-                raw = await ws.receive(timeout=timeout)
-            except asyncio.TimeoutError:
-                continue
+            raw = await ws.receive()
             if raw.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 break
             if raw.type == WSMsgType.ERROR:
@@ -128,6 +156,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         reason = "server_shutdown"
         raise
     finally:
+        deadline.cancel()
         conn.closing = True
         state.websockets.discard(ws)
         state.metrics.connections.dec()

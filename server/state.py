@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from server.auth import ID_PATTERN
+from server.limits import ConnectionCap
 from server.metrics import Metrics
 from server.outbox import ConnectionOutbox
 from server.rooms import MediaHooks, RoomManager
@@ -50,6 +51,11 @@ class AppState:
     websockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     connections: set[OpenConnection] = field(default_factory=set)
     closing: bool = False
+    unjoined: ConnectionCap = field(init=False)  # WebSockets not joined yet, per process and address
+
+    def __post_init__(self) -> None:
+        server = self.settings.server
+        self.unjoined = ConnectionCap(server.max_unjoined_connections, server.max_unjoined_per_address)
 
     def running(self) -> Services:
         """The live services, or a 503 JSON error while the app starts or stops."""

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from media.tones import ToneTrack
-from server import signalling
 from server.app import make_app
 from server.auth import issue_token
 from server.client import ClientError, LivecoachClient
@@ -148,8 +147,9 @@ async def test_oversize_message_gets_too_large_then_close(base_url: str) -> None
         assert client.closed and client.close_code == 1009
 
 
-async def test_join_timeout(base_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(signalling, "JOIN_TIMEOUT_S", 0.3)
+async def test_join_timeout(aiohttp_server, tmp_path: Path) -> None:
+    server = await aiohttp_server(make_app(make_settings(tmp_path, join_timeout_s=0.3)))
+    base_url = str(server.make_url("")).rstrip("/")
     async with LivecoachClient() as client:
         await client.open(base_url)
         await client.send_raw('{"type": "ping"}')  # bad messages don't extend the deadline
