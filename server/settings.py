@@ -67,6 +67,13 @@ class ServerSettings(BaseModel):
     # WebSockets that have not joined yet hold a socket and a task for nothing: capped.
     max_unjoined_connections: int = Field(default=256, ge=1)
     max_unjoined_per_address: int = Field(default=32, ge=1)
+    # Client messages per connection and type: [per second, burst]. Past it the message is refused
+    # (one rate_limited error a second) at the sender; receivers never pay for a sender's flood.
+    message_rates: dict[str, tuple[float, float]] = Field(default_factory=lambda: {
+        "join": (1.0, 2.0), "offer": (2.0, 4.0), "ice": (50.0, 100.0), "tip": (3.0, 5.0),
+        "tip_ack": (10.0, 20.0), "whisper": (4.0, 8.0), "ping": (20.0, 40.0), "leave": (2.0, 2.0),
+    })
+    message_rate_total: tuple[float, float] = (100.0, 200.0)  # all types together, per connection
     shutdown_timeout_s: float = Field(default=5.0, gt=0)
     # Embedded/dev mode: pages may ask POST /api/dev/token for a join token, and the REST API is
     # readable without a token. Off (production): issue tokens with `livecoach token`; the API

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from aiohttp import WSMsgType, web
 
 from server.auth import TokenClaims, TokenError, verify_token
+from server.limits import TokenBucket
 from server.protocol import Join, Leave, Ping, ProtocolError, check_role, error_message, parse_client_message
 from server.router import Router
 from server.state import AppState, json_error, state_of
@@ -20,6 +21,10 @@ from server.state import AppState, json_error, state_of
 log = logging.getLogger(__name__)
 
 OUTBOX_SIZE = 512  # a client this far behind is closed, not buffered without bound
+# Past this fill, live-status messages a newer one replaces are dropped rather than queued: a
+# receiver is not closed as a slow consumer because of chatter it can do without.
+DROPPABLE_TYPES = frozenset({"metrics", "stream_health", "interim_transcript", "pong"})
+DROPPABLE_ABOVE = OUTBOX_SIZE * 3 // 4
 CLOSE_AUTH = 4401
 RETRY_AFTER_S = 5
 _CLOSE = object()
@@ -38,6 +43,11 @@ class Connection:
         self.joined = False
         self.closing = False
         self.release_unjoined: Callable[[], None] | None = None  # frees the unjoined slot, once
+        server = app_state.settings.server
+        self._rates = {kind: TokenBucket(rate, burst) for kind, (rate, burst) in server.message_rates.items()}
+        self._rate_total = TokenBucket(*server.message_rate_total)
+        self._limited_said: dict[str, float] = {}  # type -> when we last told the client
+        self.dropped_status = 0
         self._queue: asyncio.Queue[Any] = asyncio.Queue(OUTBOX_SIZE)
         # Owned by this connection: the handler's cleanup (or app cleanup) cancels and awaits it.
         self.writer: asyncio.Future[Any] = asyncio.create_task(self._write(), name=f"ws-writer:{self.conn_id[:8]}")
@@ -53,11 +63,26 @@ class Connection:
             msg = dict(msg)
         if msg.get("type") == "error":
             self.state.metrics.signalling_errors.labels(reason=str(msg.get("reason"))).inc()
+        if msg.get("type") in DROPPABLE_TYPES and self._queue.qsize() >= DROPPABLE_ABOVE:
+            self.dropped_status += 1
+            return
         try:
             self._queue.put_nowait(msg)
         except asyncio.QueueFull:
             log.warning("connection %s: client too slow, closing", self.conn_id[:8])
             self.drop(1008, "slow_consumer")
+
+    def admit(self, kind: str) -> bool:
+        """Take a token for a message of ``kind``; refused → one rate_limited error a second."""
+        bucket = self._rates.get(kind)
+        if self._rate_total.take() and (bucket is None or bucket.take()):
+            return True
+        now = time.monotonic()
+        if now - self._limited_said.get(kind, -1.0) >= 1.0:
+            self._limited_said[kind] = now
+            wait = bucket.retry_after() if bucket is not None else self._rate_total.retry_after()
+            self.error("rate_limited", f"too many {kind} messages; retry in {max(wait, 0.05):.2f} s")
+        return False
 
     def free_unjoined_slot(self) -> None:
         release, self.release_unjoined = self.release_unjoined, None
@@ -195,6 +220,8 @@ async def _on_text(conn: Connection, state: AppState, router: Router, text: str)
             conn.drop(1009, "too_large")  # an oversize frame ends the connection; a big SDP alone does not
         return
     ref = getattr(msg, "id", None)
+    if not conn.admit(msg.type):
+        return
     try:
         if isinstance(msg, Join):
             await _join(conn, state, router, msg)
