@@ -38,20 +38,28 @@ class SessionRecords:
         except Exception:  # noqa: BLE001 - the live session goes on without its record
             log.exception("room %s: save_session failed", self.room_id)
 
-    async def save_finished(self, session_id: str, user: str, reason: str) -> None:
+    def end(self, session_id: str) -> tuple[float | None, str | None]:
+        """Detach ``session_id`` (and only it) from the room, synchronously, before any await: a
+        primary rejoining meanwhile begins a new session that must keep its own id. Returns the
+        ended session's start time and kind for ``save_finished``."""
+        if self.session_id != session_id:
+            return None, None
+        started_at, kind = self.started_at, self.kind
+        self.session_id = None
+        return started_at, kind
+
+    async def save_finished(self, session_id: str, user: str, reason: str,
+                            started_at: float | None, kind: str | None) -> None:
         try:
             # Merge: the media hook may have saved a richer record (report) meanwhile.
             record = await self.store.get_session(session_id) or {}
             ended = time.time()
+            started = record.get("started_at", started_at)
             record.update(
-                session_id=session_id, user=user, room=self.room_id, kind=self.kind,
-                started_at=record.get("started_at", self.started_at),
-                ended_at=ended, duration_s=round(ended - (self.started_at or ended), 3),
+                session_id=session_id, user=user, room=self.room_id, kind=record.get("kind", kind),
+                started_at=started, ended_at=ended, duration_s=round(ended - (started or ended), 3),
                 end_reason=reason, status="ended",
             )
             await self.store.save_session(record)
         except Exception:  # noqa: BLE001
             log.exception("room %s: saving the finished session failed", self.room_id)
-
-    def end(self) -> None:
-        self.session_id = None

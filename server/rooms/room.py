@@ -125,9 +125,9 @@ class Room:
             self.services.outbox.send(p.conn, {"type": "session_ended", "session_id": session_id, "reason": reason})
             self.emit({"type": "session_ended", "session_id": session_id, "reason": reason})
             self.rewire()
-            await self.records.save_finished(session_id, p.user, reason)
-            self.records.end()
+            started_at, kind = self.records.end(session_id)  # before any await: see end()
             self.tips.clear()
+            await self.records.save_finished(session_id, p.user, reason, started_at, kind)
         return p
 
     async def close(self) -> None:
