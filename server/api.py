@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,12 +14,19 @@ from typing import Any
 from aiohttp import web
 
 from coach.scenarios import load_scenarios
-from server.api_auth import make_api_auth
+from server.api_auth import make_api_auth, reader_claims
 from server.api_reports import add_report_routes
 from server.auth import ID_PATTERN, ROLES, issue_token, validate_identity
 from server.metrics import CONTENT_TYPE
 from server.signalling import ws_handler
-from server.state import STATE, error_middleware, json_error, session_id_of, state_of, store_of
+from server.state import (
+    STATE,
+    error_middleware,
+    json_error,
+    session_id_of,
+    state_of,
+    store_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +35,35 @@ MAX_DEV_TTL_S = 24 * 3600
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """``ok`` and ``status`` for anyone (a load balancer); what is alive on this process (rooms,
+    peers, agents, threads, tasks, fds, its id) only in dev mode or for a mentor/QA token."""
     state = state_of(request)
     services = state.services
-    manager = services.manager if services else None
-    return web.json_response({
-        "ok": services is not None and not state.closing,
-        "process_id": state.process_id,
-        "rooms": len(manager.rooms) if manager else 0,
-        "peers": manager.peer_count if manager else 0,
-        "sessions": manager.session_count if manager else 0,
-        "connections": len(services.outbox.local) if services else 0,
-        "store": services.store_kind if services else "none",
-    })
+    store_ok = await services.store.healthy() if services else False
+    status = "starting" if services is None else "stopping" if state.closing else "ok" if store_ok else "degraded"
+    body: dict[str, Any] = {"ok": status == "ok", "status": status, "store_ok": store_ok}
+    if state.settings.server.dev_tokens or reader_claims(request, state.settings.server.secret) is not None:
+        manager = services.manager if services else None
+        body.update({
+            "process_id": state.process_id,
+            "rooms": len(manager.rooms) if manager else 0,
+            "peers": manager.peer_count if manager else 0,
+            "sessions": manager.session_count if manager else 0,
+            "agents": state.hooks.live_sessions,
+            "connections": len(services.outbox.local) if services else 0,
+            "store": services.store_kind if services else "none",
+            "threads": threading.active_count(),
+            "tasks": len(asyncio.all_tasks()),
+            "fds": open_fd_count(),
+        })
+    return web.json_response(body, status=200 if status in ("ok", "degraded") else 503)
+
+
+def open_fd_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux
+        return -1
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -60,6 +60,18 @@ def may_read(claims: TokenClaims, owner: str | None) -> bool:
     return claims.role in READ_ALL_ROLES or (owner is not None and owner == claims.user)
 
 
+def reader_claims(request: web.Request, secret: str) -> TokenClaims | None:
+    """The claims of a valid mentor/QA token on ``request`` (operational views), else None."""
+    token = _token(request)
+    if not token:
+        return None
+    try:
+        claims = verify_token(secret, token)
+    except TokenError:
+        return None
+    return claims if claims.role in READ_ALL_ROLES else None
+
+
 def make_api_auth(secret: str, open_api: bool) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     @web.middleware  # on the /api/ sub-app only
     async def api_auth(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import logging
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,10 @@ class _Pipeline:
             alerts.tick(now)
             if n % METRICS_EVERY_TICKS == 0:
                 self.tap.emit(alerts.snapshot(now))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def close(self) -> None:
         """Stop the pump and the ticker, then the pipeline's own work, then write the report."""
@@ -285,9 +290,14 @@ class CoachHooks:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self._vad: SileroVad | None = None
+        self._sessions: weakref.WeakSet[_Pipeline] = weakref.WeakSet()
         if settings is not None:
             preload_providers(settings.coach.providers)
             self._vad = SileroVad.shared()
+
+    @property
+    def live_sessions(self) -> int:
+        return sum(1 for session in self._sessions if not session.closed)
 
     def _shared_vad(self) -> SileroVad:
         if self._vad is None:
@@ -309,6 +319,7 @@ class CoachHooks:
             session = StreamAnalysis(ctx, scenario, providers, self._shared_vad())
         else:
             return None
+        self._sessions.add(session)
         try:
             await session.start()
         except BaseException:

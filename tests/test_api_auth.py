@@ -58,3 +58,15 @@ async def test_api_needs_a_token_and_trainees_read_only_their_own(aiohttp_server
     assert await status("/api/rooms/r", ann) == 404
     assert await status("/api/rooms/r", mentor) == 404
     assert await status("/api/sessions/s-ben?user=ann", ann) == 403  # the record's user decides
+
+    # Health: anyone learns ok/status; the process id and counts only with a mentor/QA token.
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.make_url("/healthz")) as resp:
+            public = await resp.json()
+        async with http.get(server.make_url("/healthz"), headers={"Authorization": f"Bearer {mentor}"}) as resp:
+            detailed = await resp.json()
+        async with http.get(server.make_url("/healthz"), headers={"Authorization": f"Bearer {ann}"}) as resp:
+            as_trainee = await resp.json()
+    assert public["ok"] is True and public["status"] == "ok" and "process_id" not in public
+    assert "process_id" not in as_trainee
+    assert detailed["process_id"] and detailed["agents"] == 0 and detailed["threads"] >= 1

@@ -55,12 +55,21 @@ class MediaContext:
 class MediaHooks(Protocol):
     def attach(self, ctx: MediaContext) -> MediaHandle | None | Awaitable[MediaHandle | None]: ...
 
+    @property
+    def live_sessions(self) -> int:
+        """Media sessions attached and not yet closed (health: what is really alive)."""
+        ...
+
 
 class NoMediaHooks:
     """Default: no agent; the primary's media only feeds the mentor."""
 
     def attach(self, ctx: MediaContext) -> None:
         return None
+
+    @property
+    def live_sessions(self) -> int:
+        return 0
 
 
 class PeerCount:
