@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from media.peer import set_jitter_prefetch, use_loopback_ice
+from server import security
 from server.api import add_routes
 from server.outbox import ConnectionOutbox
 from server.rooms import MediaHooks, NoMediaHooks, RoomManager
@@ -35,6 +36,7 @@ def make_app(settings: Settings, hooks: MediaHooks | None = None, process_id: st
     app[STATE] = AppState(settings=settings, process_id=pid, hooks=hooks or NoMediaHooks())
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_close_websockets)
+    security.install(app)
     add_routes(app)
     return app
 

@@ -9,6 +9,7 @@ app and from the REST sub-app alike (``request.config_dict``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,6 +24,9 @@ from server.rooms import MediaHooks, RoomManager
 from server.router import Router
 from server.settings import Settings
 from server.store.base import Bus, Store
+from server.store.common import STORE_OUTAGE_ERRORS
+
+log = logging.getLogger(__name__)
 
 
 class OpenConnection(Protocol):
@@ -102,6 +106,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         response: web.StreamResponse = await handler(request)
     except ApiError as exc:
         return json_error(exc.status, exc.reason, exc.message, exc.headers)
+    except STORE_OUTAGE_ERRORS:
+        log.warning("%s %s: the store is unavailable", request.method, request.path)
+        return json_error(503, "store_unavailable", "the record store is unavailable, retry later",
+                          {"Retry-After": "5"})
     return response
 
 

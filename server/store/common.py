@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from redis.exceptions import RedisError
+
 REQUIRED_SESSION_KEYS = ("session_id", "user", "room", "kind", "started_at")
 
 
@@ -54,3 +56,7 @@ def check_ttl(ttl_s: float) -> int:
 def presence_entry(user_id: str, info: dict[str, Any]) -> dict[str, Any]:
     # The key the entry is stored under is authoritative for "user".
     return {**info, "user": user_id}
+
+
+# What a store call raises when its backing service is unreachable: REST answers 503 for these.
+STORE_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (StoreUnavailable, RedisError, ConnectionError, TimeoutError)
