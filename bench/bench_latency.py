@@ -43,7 +43,8 @@ from tests.fakes.openai_server import FakeOpenAI
 async def main():
     async with FakeOpenAI(reply="Sure, it is gentle on sensitive skin. It has no fragrance at all.",
                           stt_text="Does this face cream suit sensitive skin?",
-                          stt_delay_s=0.1, first_token_delay_s=0.15, tts_delay_s=0.05,
+                          stt_delay_s=float(sys.argv[2]), first_token_delay_s=float(sys.argv[3]),
+                          tts_delay_s=float(sys.argv[4]),
                           tts_ms_per_char=30.0) as fake:
         print(fake.base_url, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -225,11 +226,13 @@ def main() -> int:
     ap.add_argument("--client-procs", type=int, default=0, help="client processes per level (0 = auto)")
     ap.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"))
     ap.add_argument("--no-pin", action="store_true", help="do not pin workers/clients to cores")
+    ap.add_argument("--instant", action="store_true", help="zero-delay fake providers (issue 14 target)")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     t_start = time.monotonic()
     data_dir = tempfile.mkdtemp(prefix="livecoach-bench-")
-    fake = subprocess.Popen([sys.executable, "-c", FAKE_SERVER, str(ROOT)], stdin=subprocess.PIPE,
+    delays = (0.0, 0.0, 0.0) if args.instant else (0.1, 0.15, 0.05)
+    fake = subprocess.Popen([sys.executable, "-c", FAKE_SERVER, str(ROOT), *map(str, delays)], stdin=subprocess.PIPE,
                             preexec_fn=pin({1} if args.workers == 1 and not args.no_pin else None),
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     workers: list[tuple[subprocess.Popen, str]] = []
@@ -268,7 +271,7 @@ def main() -> int:
     print(json.dumps({
         "bench": "latency", "cpus": os.cpu_count(), "workers": args.workers, "turns_per_session": args.turns,
         "pinned": not args.no_pin,
-        "provider_delays_ms": {"stt": 100, "llm_first_token": 150, "tts": 50},
+        "provider_delays_ms": dict(zip(("stt", "llm_first_token", "tts"), (d * 1000 for d in delays))),
         "levels": results, "total_s": round(time.monotonic() - t_start, 1),
         "note": "client and server share the same 2 cores; client CPU is included in client_cpu_pct",
     }, indent=1))

@@ -318,7 +318,7 @@ def step(state: PolicyState, event: Event, mode: InterruptMode, *,
         if ph == I and state.barge_open and not state.resolving:
             if event.duration_ms < barge_min_ms:  # a click: not worth a transcription
                 fx.append(ResumeOutput(false_interruption=True))
-                return _to(state, S, fx, barge_open=False, overlap=False), fx
+                return _to(state, S, fx, barge_open=False), fx
             fx.append(ResolveOverlap())
             return replace(state, resolving=True), fx
         if ph == U and not state.overlap:
@@ -327,6 +327,10 @@ def step(state: PolicyState, event: Event, mode: InterruptMode, *,
             return replace(state, pause_seq=seq, speculating=True), fx
         return state, fx
     if isinstance(event, Resume):
+        if ph == S and state.overlap and mode.stops_output_at_onset:
+            # the overlap that was judged a click/filler goes on: it is speech after all
+            fx.append(StopOutput())
+            return _to(state, I, fx, barge_open=True, resolving=False), fx
         if ph == U and state.speculating:
             fx.append(DropSpeculation())
             return replace(state, speculating=False), fx

@@ -15,8 +15,10 @@ class MediaSettings(BaseModel):
     # Default none: aiortc's own default adds a public STUN server we cannot reach offline.
     ice_servers: list[IceServer] = Field(default_factory=list)
     # aiortc's receive jitter buffer waits for this many 20 ms packets before decoding.
-    # Stock aiortc is 4 (~80 ms); 2 is ~40 ms and fine on good links.
-    jitter_prefetch: int = Field(default=4, ge=1, le=16)
+    # Measured one-way on loopback (bench/bench_media.py): 1 -> 22 ms, 2 -> 44 ms, 4 (aiortc
+    # stock) -> 82 ms. 2 keeps one packet of slack for reordering/late packets that 1 lacks;
+    # 4 spends 40 ms more each way for slack a good link does not need.
+    jitter_prefetch: int = Field(default=2, ge=1, le=16)
     output_frame_ms: int = Field(default=20, ge=10, le=60)
     output_sample_rate: int = 48_000
     # Shadowing: a slow mentor gets the latest frame, never a growing queue.

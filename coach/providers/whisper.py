@@ -84,6 +84,37 @@ def to_float16k(pcm16: np.ndarray, sample_rate: int) -> np.ndarray:
     return pcm.astype(np.float32) / 32768.0
 
 
+# Tokens per second of speech, generous (punctuation, sub-word pieces): English ~3 words/s,
+# Mandarin ~5 characters/s at 1-2 tokens each. A fixed cap of 96 kept only 37-39 of the 68 words
+# of a 23 s pitch (issue 14); sizing it to the audio keeps short turns bounded against loops.
+_TOKENS_PER_S = {"en": 6.0, "zh": 10.0}
+_WINDOW_TOKENS = 440  # whisper decodes 30 s windows with at most 448 positions (prompt included)
+_TRIM_FRAME = COACH_SAMPLE_RATE // 100  # 10 ms
+_TRIM_PAD = COACH_SAMPLE_RATE * 15 // 100  # keep 150 ms around the speech
+_TRIM_RMS = 10 ** (-45 / 20)  # below -45 dBFS counts as silence
+
+
+def token_cap(seconds: float, language: str, floor: int) -> int:
+    """max_new_tokens for ``seconds`` of audio (per 30 s window), never below ``floor``."""
+    per_window = min(seconds, 30.0) * _TOKENS_PER_S.get(language[:2], 8.0) + 16
+    return int(min(_WINDOW_TOKENS, max(floor, per_window)))
+
+
+def trim_silence(audio: np.ndarray) -> np.ndarray:
+    """Drop leading/trailing silence (keeping 150 ms): fewer frames to encode, fewer phantom
+    words ("Thank you.") from quiet tails."""
+    n = audio.size // _TRIM_FRAME
+    if n == 0:
+        return audio
+    rms = np.sqrt(np.mean(np.square(audio[: n * _TRIM_FRAME].reshape(n, _TRIM_FRAME)), axis=1))
+    loud = np.flatnonzero(rms > _TRIM_RMS)
+    if loud.size == 0:
+        return audio[:0]
+    start = max(0, loud[0] * _TRIM_FRAME - _TRIM_PAD)
+    end = min(audio.size, (loud[-1] + 1) * _TRIM_FRAME + _TRIM_PAD)
+    return audio[start:end]
+
+
 def _release_slot(_job: object) -> None:
     global _pending
     with _state_lock:
@@ -105,7 +136,9 @@ class WhisperSTT:
 
     async def warmup(self) -> None:
         """Assemble + load the model and run one tiny decode, so the first turn is not slow."""
-        await self.transcribe(np.zeros(COACH_SAMPLE_RATE // 2, dtype=np.int16), COACH_SAMPLE_RATE, "en")
+        # a quiet tone, not silence: silence is trimmed away and would skip the decode
+        tone = (3000 * np.sin(np.arange(COACH_SAMPLE_RATE // 2) * 2 * np.pi * 220 / COACH_SAMPLE_RATE))
+        await self.transcribe(tone.astype(np.int16), COACH_SAMPLE_RATE, "en")
 
     async def transcribe(self, pcm16: np.ndarray, sample_rate: int, language: str) -> str:
         pcm16 = self._validate(pcm16, sample_rate, language)
@@ -141,7 +174,7 @@ class WhisperSTT:
     def _run(self, pcm16: np.ndarray, sample_rate: int, language: str, submitted_ns: int) -> str:
         """Whisper thread: resample, (load), decode. Returns the stripped text."""
         t0 = time.perf_counter_ns()
-        audio = to_float16k(pcm16, sample_rate)
+        audio = trim_silence(to_float16k(pcm16, sample_rate))
         t1 = time.perf_counter_ns()
         if audio.size < MIN_SAMPLES:
             self.last_stats = {"queue_ms": (t0 - submitted_ns) / 1e6, "resample_ms": (t1 - t0) / 1e6, "decode_ms": 0.0}
@@ -155,7 +188,7 @@ class WhisperSTT:
                 beam_size=self.settings.beam_size,
                 temperature=0.0,
                 without_timestamps=True,
-                max_new_tokens=self.settings.max_new_tokens,
+                max_new_tokens=token_cap(audio.size / COACH_SAMPLE_RATE, language, self.settings.max_new_tokens),
                 condition_on_previous_text=False,
                 vad_filter=False,
             )

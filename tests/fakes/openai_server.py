@@ -40,6 +40,7 @@ class FakeOpenAI:
         chunk_chars: int = 6,
         llm_mode: str = "ok",
         stt_text: str = "Hello.",
+        stt_script: list[tuple[float, str]] | None = None,
         stt_delay_s: float = 0.0,
         stt_mode: str = "ok",
         tts_ms_per_char: float = 60.0,
@@ -53,6 +54,8 @@ class FakeOpenAI:
         self.chunk_chars = chunk_chars
         self.llm_mode = llm_mode
         self.stt_text = stt_text
+        # (up to seconds of 16 kHz audio, text): the words heard so far, for speculative STT
+        self.stt_script = sorted(stt_script or [])
         self.stt_delay_s = stt_delay_s
         self.stt_mode = stt_mode
         self.tts_ms_per_char = tts_ms_per_char
@@ -151,7 +154,9 @@ class FakeOpenAI:
         if self.stt_mode == "hang":
             await self._hang()
         await asyncio.sleep(self.stt_delay_s)
-        return web.json_response({"text": self.stt_text})
+        seconds = max(0, size - 44) / 32000  # WAV of 16 kHz s16 mono
+        text = next((t for upto, t in self.stt_script if seconds <= upto), self.stt_text)
+        return web.json_response({"text": text})
 
     def tone(self, text: str) -> bytes:
         n = int(TTS_RATE * len(text) * self.tts_ms_per_char / 1000)
