@@ -33,6 +33,7 @@ from coach.contracts import (
 from coach.settings import CoachSettings
 from coach.text import ClauseSplitter, played_text, split_all
 from coach import turn_policy as tp
+from coach.context import ChatContext
 from coach.settings import TurnTakingSettings
 from coach.smart_turn import SmartTurn
 from coach.turns import TurnState, TurnStateMachine
@@ -144,7 +145,8 @@ class CustomerAgent:
         self._turns: list[TurnRecord] = []
         self._interruptions: list[InterruptionRecord] = []
         self._transcript: list[dict[str, Any]] = []
-        self._history: list[ChatMessage] = []
+        self._context = ChatContext(settings.providers.llm_context_tokens,
+                                    settings.providers.llm_summary_chars, self.language)
         self._tasks: set[asyncio.Task] = set()
         self._turn_no = 0
         self._reply_no = 0
@@ -546,7 +548,7 @@ class CustomerAgent:
     def _messages(self) -> list[ChatMessage]:
         from coach.scenarios import system_prompt  # lazy: scenarios load YAML tooling
 
-        return [ChatMessage("system", system_prompt(self.scenario)), *self._history]
+        return self._context.messages(system_prompt(self.scenario))
 
     def _fallback(self, reply: _Reply) -> None:
         line = self.settings.providers.fallback_line.get(self.language) or next(
@@ -713,9 +715,10 @@ class CustomerAgent:
             self._transcript.append(entry)
             self._emit("transcript", **entry)
         if turn is not None and turn.user_text:
-            self._history.append(ChatMessage("user", turn.user_text))
+            self._context.add(ChatMessage("user", turn.user_text))
         if played:
-            self._history.append(ChatMessage("assistant", played))
+            self._context.add(ChatMessage("assistant", played))
+        self._context.compact()  # after the reply: off the trainee-to-customer hot path
 
     def _cancel_reply(self) -> None:
         reply, self._reply = self._reply, None

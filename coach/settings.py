@@ -79,6 +79,10 @@ class ProviderSettings(BaseModel):
     # Whole-reply bound for the LLM stream (the HTTP client's timeout is per read: a server that
     # drips tokens slowly would otherwise hold the turn forever).
     llm_reply_deadline_s: float = Field(default=20.0, gt=0)
+    # Bounded context (coach/context.py): the latest turns within this many tokens (estimated)
+    # are sent verbatim after the persona prompt; older ones survive as a short summary.
+    llm_context_tokens: int = Field(default=1200, ge=50)
+    llm_summary_chars: int = Field(default=600, ge=0)
     fallback_line: dict[str, str] = Field(
         default_factory=lambda: {
             "en": "Sorry, I got distracted for a second. Could you say that again?",
