@@ -47,6 +47,13 @@ class Metrics:
         self.bargein_flushed = Histogram(
             "livecoach_bargein_flushed_ms", "Reply audio dropped at barge-in", buckets=_FLUSH_BUCKETS, registry=r
         )
+        self.speculative_stt = Counter(
+            "livecoach_speculative_stt_calls", "STT calls started at a pause, by outcome (used|wasted)",
+            ["outcome"], registry=r
+        )
+        self.false_interruptions = Counter(
+            "livecoach_false_interruptions", "Barge-ins that were a cough/click/filler (reply resumed)", registry=r
+        )
         self.tip_delivery = Histogram(
             "livecoach_tip_delivery_seconds", "Tip send to streamer receipt", buckets=_TIP_BUCKETS, registry=r
         )
@@ -61,10 +68,16 @@ class Metrics:
                 flushed = event.get("flushed_ms")
                 if isinstance(flushed, (int, float)) and flushed >= 0:
                     self.bargein_flushed.observe(float(flushed))
+                if event.get("false_interruption") is True:
+                    self.false_interruptions.inc()
         except Exception:  # noqa: BLE001 - metrics must never break the session
             pass
 
     def _observe_turn(self, event: dict[str, Any]) -> None:
+        calls, wasted = event.get("speculative_calls"), event.get("wasted_calls")
+        if isinstance(calls, int) and isinstance(wasted, int) and 0 <= wasted <= calls:
+            self.speculative_stt.labels(outcome="wasted").inc(wasted)
+            self.speculative_stt.labels(outcome="used").inc(calls - wasted)
         end, first = event.get("user_speech_end_ns"), event.get("first_reply_frame_ns")
         if isinstance(end, int) and isinstance(first, int) and first >= end:
             self.turn_latency.observe((first - end) / 1e9)

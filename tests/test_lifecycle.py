@@ -122,10 +122,11 @@ async def test_events_metrics_and_rest(aiohttp_server, tmp_path: Path) -> None:
         t = 1_000_000_000
         record = TurnRecord(session_id=session_id, turn=1, user_speech_end_ns=t, eot_decision_ns=t + 480_000_000,
                             stt_final_ns=t + 700_000_000, llm_first_token_ns=t + 900_000_000,
-                            tts_first_audio_ns=t + 1_000_000_000, first_reply_frame_ns=t + 1_020_000_000)
+                            tts_first_audio_ns=t + 1_000_000_000, first_reply_frame_ns=t + 1_020_000_000,
+                            speculative_calls=3, wasted_calls=2)
         room.emit(record.as_dict())
         room.emit({"type": "alert", "kind": "dead_air", "message": "say something", "severity": "warn"})
-        room.emit({"type": "interruption", "flushed_ms": 340.0, "turn": 1})
+        room.emit({"type": "interruption", "flushed_ms": 340.0, "turn": 1, "false_interruption": True})
         turn = await trainee.wait_for("turn", timeout=5)
         assert turn["session_id"] == session_id and isinstance(turn["t_ns"], int)
         assert (await qa.wait_for("alert", timeout=5))["kind"] == "dead_air"
@@ -140,6 +141,9 @@ async def test_events_metrics_and_rest(aiohttp_server, tmp_path: Path) -> None:
         assert 'livecoach_turn_stage_seconds_count{stage="endpointing"} 1.0' in text
         assert 'livecoach_turn_stage_seconds_sum{stage="stt"} 0.22' in text
         assert "livecoach_bargein_flushed_ms_sum 340.0" in text
+        assert 'livecoach_speculative_stt_calls_total{outcome="wasted"} 2.0' in text
+        assert 'livecoach_speculative_stt_calls_total{outcome="used"} 1.0' in text
+        assert "livecoach_false_interruptions_total 1.0" in text
         assert 'livecoach_signalling_errors_total{reason="bad_json"} 1.0' in text
         assert "livecoach_sessions 1.0" in text and "livecoach_rooms 1.0" in text
 
