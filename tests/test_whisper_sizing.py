@@ -11,7 +11,7 @@ def test_token_cap_grows_with_the_audio_and_stays_in_the_window() -> None:
     assert token_cap(2.0, "en", 96) == 96  # a short question keeps the loop guard
     assert token_cap(23.0, "en", 96) >= 68 * 2  # a 23 s pitch: room for 68 words + punctuation
     assert token_cap(21.0, "zh", 96) > token_cap(21.0, "en", 96)
-    assert token_cap(300.0, "zh", 96) == 440  # per 30 s window, below whisper's 448 positions
+    assert token_cap(300.0, "zh", 96) == token_cap(30.0, "zh", 96) <= 440  # per 30 s window (448 positions)
 
 
 def test_trim_silence_keeps_the_speech_and_a_margin() -> None:
