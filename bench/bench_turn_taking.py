@@ -9,7 +9,8 @@ smart-turn, real PacedAudioTrack drained in real time) in real time, and counts 
 when the turn was committed before the trainee's last word. ``instant``: the local FakeOpenAI
 with zero delays whose STT returns the words spoken so far (by audio length); ``offline``: the
 embedded default (faster-whisper, scripted customer, espeak-ng). ``--cough N`` also plays the
-cough fixture N times during a reply and reports how many replies resumed.
+cough, the click and an interjection ("Ah!" / "嗯") N times each ~1 s into a reply and reports
+false/real interruptions and whether the reply was heard whole.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 
 FX = fixtures_dir()
 SCRIPT = {  # what a perfect STT hears at the pause and at the end (seconds of audio sent)
-    "en": [(3.0, "This cream is made for..."), (99.0, "This cream is made for people with sensitive skin, is that right?")],
-    "zh": [(4.0, "这款面霜是专门给"), (99.0, "这款面霜是专门给敏感肌的人用的吗")],
+    "en": [(1.3, "Ah!"), (3.0, "This cream is made for..."), (99.0, "This cream is made for people with sensitive skin, is that right?")],
+    "zh": [(1.3, "嗯。"), (4.0, "这款面霜是专门给"), (99.0, "这款面霜是专门给敏感肌的人用的吗")],
 }
 LEAD_KEEP_S = 0.4
 
@@ -52,7 +53,7 @@ class Sink:
         self.events.append(event)
 
 
-async def trial(name: str, lang: str, settings: CoachSettings, cough: bool) -> dict[str, Any]:
+async def trial(name: str, lang: str, settings: CoachSettings, cough: str | None) -> dict[str, Any]:
     scenario = get_scenario(ROOT / "configs" / "scenarios", f"skincare-sensitive-{lang}")
     providers = build_providers(settings.providers, scenario)
     track = PacedAudioTrack(sample_rate=48_000, frame_ms=20)
@@ -68,11 +69,10 @@ async def trial(name: str, lang: str, settings: CoachSettings, cough: bool) -> d
     pcm = load_16k(FX / name)
     pcm = pcm[int(16000 * (LEAD_S - LEAD_KEEP_S)):]
     last_word_s = len(pcm) / 16000 - TAIL_S  # offset of the final word, from the feed start
-    tail = np.zeros(int(16000 * 4.0), dtype=np.int16)
-    audio = np.concatenate([pcm, tail])
-    if cough:
-        cough_pcm = load_16k(FX / "cough.wav")[int(16000 * (LEAD_S - 0.1)):]
-        audio = np.concatenate([audio, cough_pcm, np.zeros(16000 * 4, dtype=np.int16)])
+    audio = np.concatenate([pcm, np.zeros(int(16000 * 4.0), dtype=np.int16)])
+    if cough:  # ~1 s into the reply (it lasts ~5 s): the fixture's 1.5 s tail, then the noise
+        noise = load_16k(FX / cough)[int(16000 * (LEAD_S - 0.1)):]
+        audio = np.concatenate([pcm[: len(pcm) - int(16000 * 0.2)], noise, np.zeros(16000 * 7, dtype=np.int16)])
     t0 = time.perf_counter_ns()
     try:
         await agent.start()
@@ -100,7 +100,8 @@ async def trial(name: str, lang: str, settings: CoachSettings, cough: bool) -> d
         "speculative": agent.stats["speculative_calls"], "wasted": agent.stats["wasted_calls"],
         "false_interruptions": agent.stats["false_interruptions"],
         "real_interruptions": sum(not r.false_interruption for r in agent.interruptions),
-        "resumed": turn is not None and bool(agent.interruptions) and not turn.interrupted and bool(turn.reply_played_text)
+        "whole": turn is not None and not turn.interrupted and turn.reply_played_text == turn.reply_planned_text,
+        "resumed": turn is not None and bool(agent.interruptions) and not turn.interrupted
         and turn.reply_played_text == turn.reply_planned_text,
     }
 
@@ -127,13 +128,13 @@ async def main() -> None:
                 providers = ProviderSettings()
             settings = CoachSettings(greet=False, providers=providers)
 
-            async def one(name: str, cough: bool) -> dict[str, Any]:
+            async def one(name: str, cough: str | None) -> dict[str, Any]:
                 async with sem:
                     return await trial(name, lang, settings, cough)
 
             for p in args.pauses.split(","):
                 name = f"{lang}_pause_{p}.wav"
-                rows = await asyncio.gather(*(one(name, False) for _ in range(args.trials)))
+                rows = await asyncio.gather(*(one(name, None) for _ in range(args.trials)))
                 lat = sorted(r["eot_after_last_word_ms"] for r in rows if r["eot_after_last_word_ms"] is not None)
                 results[name] = {
                     "trials": len(rows), "early_replies": sum(r["early"] for r in rows),
@@ -143,12 +144,14 @@ async def main() -> None:
                     "texts": sorted({r["user_text"] or "" for r in rows}),
                 }
                 print(json.dumps({name: results[name]}, ensure_ascii=False), file=sys.stderr, flush=True)
-            if args.cough:
-                rows = await asyncio.gather(*(one(f"{lang}_pause_complete.wav", True) for _ in range(args.cough)))
-                results[f"{lang}_cough_during_reply"] = {
-                    "trials": len(rows), "replies_resumed_whole": sum(r["resumed"] for r in rows),
+            for noise in ("cough.wav", "click.wav", f"{lang}_filler.wav") if args.cough else ():
+                rows = await asyncio.gather(*(one(f"{lang}_pause_complete.wav", noise) for _ in range(args.cough)))
+                results[f"{lang}_{noise[:-4]}_during_reply"] = {
+                    "trials": len(rows), "replies_stopped_then_resumed_whole": sum(r["resumed"] for r in rows),
+                    "reply_played_whole": sum(r["whole"] for r in rows),
                     "false_interruptions": sum(r["false_interruptions"] for r in rows),
                     "real_interruptions": sum(r["real_interruptions"] for r in rows)}
+                print(json.dumps({noise: results[f"{lang}_{noise[:-4]}_during_reply"]}), file=sys.stderr, flush=True)
     spec = sum(v.get("speculative_calls", 0) for v in results.values())
     wasted = sum(v.get("wasted_calls", 0) for v in results.values())
     turns = sum(v.get("trials", 0) for k, v in results.items() if "cough" not in k)

@@ -258,7 +258,9 @@ class CustomerAgent:
             if self._reply is not None:
                 self._resume(self._reply, record=fx.false_interruption)
         elif isinstance(fx, tp.CutReply):
-            self._cut_reply()
+            self._cut_reply(start_turn=fx.start_turn)
+        elif isinstance(fx, tp.AdoptOverlap):
+            self._adopt_overlap(fx.seq)
         elif isinstance(fx, tp.QueueTurn):
             if self._overlap_heard is not None:
                 self._pending.append(self._overlap_heard)
@@ -266,6 +268,7 @@ class CustomerAgent:
         elif isinstance(fx, tp.StartQueuedTurn):
             if self._pending:
                 turn, text = self._pending.pop(0)
+                turn.turn = self._next_turn_no()
                 self._start_turn(turn, None, text)
         else:  # pragma: no cover - every effect is handled above
             raise TypeError(f"unhandled effect {fx!r}")
@@ -430,8 +433,7 @@ class CustomerAgent:
     async def _resolve_overlap(self, audio: np.ndarray, onset_ns: int, end_ns: int) -> None:
         """Transcribe words spoken over the customer; the interrupt mode decides what they are."""
         eot = _now()
-        turn = self._new_turn(onset_ns)
-        self._turn_no -= 1  # numbered only if it becomes a turn
+        turn = TurnRecord(session_id=self.session_id, turn=0, user_speech_start_ns=onset_ns)  # numbered if used
         turn.user_speech_end_ns, turn.eot_decision_ns = end_ns, eot
         try:
             text = await self.providers.stt.transcribe(audio, STT_RATE, self.language)
@@ -445,22 +447,38 @@ class CustomerAgent:
         text = text.strip()
         decision = self._policy_mode.on_text(text, self.language)
         if decision in (tp.Overlap.INTERRUPT, tp.Overlap.APPEND):
-            self._turn_no += 1
-            turn.turn = self._turn_no
             self._overlap_heard = (turn, text)
         self._dispatch(tp.OverlapHeard(decision))
 
-    def _cut_reply(self) -> None:
+    def _cut_reply(self, *, start_turn: bool) -> None:
         reply = self._reply
-        heard, self._overlap_heard = self._overlap_heard, None
         if reply is not None:
             if reply.llm_task is not None:
                 reply.llm_task.cancel()
             self._record_interruption(reply, false=False)
             _set(reply.interrupted)
             self._finish_reply(reply, cut=True)
-        if heard is not None:
-            self._start_turn(heard[0], None, heard[1])
+        if start_turn and self._overlap_heard is not None:
+            (turn, text), self._overlap_heard = self._overlap_heard, None
+            turn.turn = self._next_turn_no()
+            self._start_turn(turn, None, text)
+
+    def _adopt_overlap(self, seq: int) -> None:
+        """The interruption's words so far become the speculation of the current pause."""
+        heard, self._overlap_heard = self._overlap_heard, None
+        text = heard[1] if heard else ""
+
+        async def known() -> tuple[str, float | None, str | None]:
+            return text, None, None
+
+        self._drop_speculation(wasted=False)
+        task = self._spawn(known(), f"adopt{seq}")
+        self._spec = _Speculation(seq, task, _now())
+        task.add_done_callback(lambda t, spec=self._spec: self._speculated(spec, t))
+
+    def _next_turn_no(self) -> int:
+        self._turn_no += 1
+        return self._turn_no
 
     def _resume(self, reply: _Reply, *, record: bool = True) -> None:
         if record:

@@ -168,6 +168,8 @@ class PolicyState:
     short_overlap: bool = False  # ... and was too short to count (click)
     barge_open: bool = False  # output stopped at an onset; waiting for the words to decide
     resolving: bool = False  # the overlapping words are being transcribed
+    overlap_ended: bool = False  # ... and the utterance already ended (maximum silence)
+    paused: bool = False  # the trainee is in a pause of the current utterance right now
     queued_turns: int = 0  # append mode: turns to answer after the reply
 
 
@@ -274,7 +276,15 @@ class ResumeOutput:
 
 @dataclass(frozen=True)
 class CutReply:
-    pass  # real interruption: the reply ends at what was heard; the words become a turn
+    """Real interruption: the reply ends at what was heard. ``start_turn``: the trainee's
+    utterance is over, its words are the next turn; otherwise the utterance goes on as a user
+    turn and its words so far are the current pause's speculation (``AdoptOverlap``)."""
+    start_turn: bool = True
+
+
+@dataclass(frozen=True)
+class AdoptOverlap:
+    seq: int  # use the overlap's transcript as speculation ``seq``; answer with Speculated(seq)
 
 
 @dataclass(frozen=True)
@@ -288,7 +298,7 @@ class StartQueuedTurn:
 
 
 Effect = (SetState | Speculate | DropSpeculation | CommitTurn | MergeIntoTurn | StopOutput | ResolveOverlap
-          | ResumeOutput | CutReply | QueueTurn | StartQueuedTurn)
+          | ResumeOutput | CutReply | AdoptOverlap | QueueTurn | StartQueuedTurn)
 
 
 def _to(state: PolicyState, phase: TurnState, effects: list[Effect], **changes: object) -> PolicyState:
@@ -301,6 +311,10 @@ def step(state: PolicyState, event: Event, mode: InterruptMode, *,
          barge_min_ms: float = 160.0) -> tuple[PolicyState, list[Effect]]:
     """One decision. ``barge_min_ms``: overlap shorter than this is a click, never a turn."""
     fx: list[Effect] = []
+    if isinstance(event, Pause):
+        state = replace(state, paused=True)
+    elif isinstance(event, (Resume, SpeechStart, SpeechEnd)):
+        state = replace(state, paused=False)
     ph = state.phase
     if isinstance(event, SpeechStart):
         if ph == L:
@@ -320,13 +334,15 @@ def step(state: PolicyState, event: Event, mode: InterruptMode, *,
                 fx.append(ResumeOutput(false_interruption=True))
                 return _to(state, S, fx, barge_open=False), fx
             fx.append(ResolveOverlap())
-            return replace(state, resolving=True), fx
+            return replace(state, resolving=True, overlap_ended=False), fx
         if ph == U and not state.overlap:
             seq = state.pause_seq + 1
             fx.append(Speculate(seq))
             return replace(state, pause_seq=seq, speculating=True), fx
         return state, fx
     if isinstance(event, Resume):
+        if ph == I and state.resolving:
+            return replace(state, overlap_ended=False), fx
         if ph == S and state.overlap and mode.stops_output_at_onset:
             # the overlap that was judged a click/filler goes on: it is speech after all
             fx.append(StopOutput())
@@ -345,12 +361,12 @@ def step(state: PolicyState, event: Event, mode: InterruptMode, *,
         state = replace(state, overlap=False)
         if ph == I and state.barge_open:
             if state.resolving:
-                return state, fx
+                return replace(state, overlap_ended=True), fx
             if event.duration_ms < barge_min_ms:  # a click: not worth a transcription
                 fx.append(ResumeOutput(false_interruption=True))
                 return _to(state, S, fx, barge_open=False), fx
             fx.append(ResolveOverlap())
-            return replace(state, resolving=True), fx
+            return replace(state, resolving=True, overlap_ended=True), fx
         if ph == S:
             # interrupt mode decides overlap through the barge-in path; ignore never does
             if (overlap and event.duration_ms >= barge_min_ms and not mode.stops_output_at_onset
@@ -366,12 +382,21 @@ def step(state: PolicyState, event: Event, mode: InterruptMode, *,
     if isinstance(event, OverlapHeard):
         d = event.decision
         if ph == I and state.barge_open:
-            state = replace(state, barge_open=False, resolving=False)
+            ended = state.overlap_ended
+            state = replace(state, barge_open=False, resolving=False, overlap_ended=False)
             if d in (Overlap.RESUME, Overlap.NOTHING):
                 fx.append(ResumeOutput(false_interruption=True))
                 return _to(state, S, fx), fx
-            fx.append(CutReply())
-            return _to(state, T, fx, overlap=False), fx
+            if ended:
+                fx.append(CutReply())
+                return _to(state, T, fx, overlap=False), fx
+            # decided at a pause: the trainee's turn goes on until its own end of turn
+            fx.append(CutReply(start_turn=False))
+            if not state.paused:  # talking again: the next pause speculates on everything
+                return _to(state, U, fx, overlap=False, speculating=False), fx
+            state = _to(state, U, fx, overlap=False, speculating=True, pause_seq=state.pause_seq + 1)
+            fx.append(AdoptOverlap(state.pause_seq))
+            return state, fx
         if ph == S:
             if d == Overlap.INTERRUPT:
                 fx.extend([StopOutput(), CutReply()])

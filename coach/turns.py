@@ -23,7 +23,8 @@ TRANSITIONS: dict[TurnState, frozenset[TurnState]] = {
     U: frozenset({T, L}),  # L: empty transcript / noise
     T: frozenset({S, U, L}),  # U: speech while thinking merges turns; L: nothing to say
     S: frozenset({L, I, T}),  # T: append-mode queued turn right after the reply
-    I: frozenset({T, S, L}),  # T: real interruption; S: false interruption resumes
+    I: frozenset({T, S, L, U}),  # T: real interruption; S: false interruption resumes;
+    # U: real interruption decided at a pause, the trainee is still mid-turn
 }
 
 

@@ -101,6 +101,9 @@ SPECS: tuple[Speech | Noise, ...] = (
     Speech("zh_monologue.wav", ZH, (_ZH_MONOLOGUE,), language="zh",
            text="大家好欢迎来到直播间今天给大家介绍一款面霜它是专门为敏感肌设计的没有酒精也没有香精"
                 "每天早晚各用一次今天两瓶只要九十九元还包邮七天无理由退货喜欢的朋友赶快下单吧"),
+    # Interjections: a barge-in that says only this is a false interruption, not a turn.
+    Speech("en_filler.wav", EN, ("Ah!",), text="Ah!"),
+    Speech("zh_filler.wav", ZH, ("en4",), text="嗯", language="zh"),
     # A cough stand-in: 300 ms of brown noise with a fast attack and decay.
     Noise("cough.wav", 0.3, "brownnoise", -3.0, ("fade", "t", "0.02", "0.3", "0.12")),
     Noise("click.wav", 0.12, "whitenoise", -12.0, ("fade", "t", "0.005", "0.12", "0.05")),
