@@ -14,6 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from coach.scenarios import load_scenarios
+from coach.turn_stages import definition as turn_stage_definition
+from coach.turn_stages import with_stages
 from server.api_auth import make_api_auth, reader_claims
 from server.api_reports import add_report_routes
 from server.auth import ID_PATTERN, ROLES, issue_token, validate_identity
@@ -151,7 +153,17 @@ async def session_events(request: web.Request) -> web.Response:
 
 
 async def session_turns(request: web.Request) -> web.Response:
-    return await _events_or_404(request, TURN_EVENT_TYPES)
+    """Turn and interruption events; each turn carries ``stages_ms`` and ``total_ms`` (coach/turn_stages.py)."""
+    sid = session_id_of(request)
+    store = store_of(request)
+    events = await store.events(sid, TURN_EVENT_TYPES)
+    if not events and await store.get_session(sid) is None:
+        return json_error(404, "not_found", "no such session")
+    return web.json_response([with_stages(e) if e.get("type") == "turn" else e for e in events])
+
+
+async def turn_stages(request: web.Request) -> web.Response:
+    return web.json_response(turn_stage_definition())
 
 
 async def room_presence(request: web.Request) -> web.Response:
@@ -192,6 +204,7 @@ def add_routes(app: web.Application) -> None:
     api.router.add_get("/sessions/{session_id}", get_session)
     api.router.add_get("/sessions/{session_id}/events", session_events)
     api.router.add_get("/sessions/{session_id}/turns", session_turns)
+    api.router.add_get("/turn-stages", turn_stages)
     api.router.add_get("/rooms/{room_id}", room_presence)
     add_report_routes(api)
     app.add_subapp("/api/", api)

@@ -18,7 +18,7 @@ from server.state import json_error, store_of
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # No personal data; /api/dev/token answers 404 itself when dev tokens are off.
-OPEN_PATHS = frozenset({"/api/clock", "/api/scenarios", "/api/dev/token"})
+OPEN_PATHS = frozenset({"/api/clock", "/api/scenarios", "/api/dev/token", "/api/turn-stages"})
 READ_ALL_ROLES = frozenset({"mentor", "qa"})
 
 

@@ -6,19 +6,12 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from coach.turn_stages import stage_ns, total_ns
+
 _LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 _TIP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _FLUSH_BUCKETS = (0, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
-
-# stage name -> (start field, end field) of a TurnRecord dict
-TURN_STAGES: dict[str, tuple[str, str]] = {
-    "endpointing": ("user_speech_end_ns", "eot_decision_ns"),
-    "stt": ("eot_decision_ns", "stt_final_ns"),
-    "llm": ("stt_final_ns", "llm_first_token_ns"),
-    "tts": ("llm_first_token_ns", "tts_first_audio_ns"),
-    "server": ("tts_first_audio_ns", "first_reply_frame_ns"),
-}
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -78,13 +71,12 @@ class Metrics:
         if isinstance(calls, int) and isinstance(wasted, int) and 0 <= wasted <= calls:
             self.speculative_stt.labels(outcome="wasted").inc(wasted)
             self.speculative_stt.labels(outcome="used").inc(calls - wasted)
-        end, first = event.get("user_speech_end_ns"), event.get("first_reply_frame_ns")
-        if isinstance(end, int) and isinstance(first, int) and first >= end:
-            self.turn_latency.observe((first - end) / 1e9)
-        for stage, (start_key, end_key) in TURN_STAGES.items():
-            a, b = event.get(start_key), event.get(end_key)
-            if isinstance(a, int) and isinstance(b, int) and b >= a:
-                self.turn_stage.labels(stage=stage).observe((b - a) / 1e9)
+        total = total_ns(event)
+        if total is not None:
+            self.turn_latency.observe(total / 1e9)
+        for stage, ns in stage_ns(event).items():  # coach/turn_stages.py: the one definition
+            if ns is not None:
+                self.turn_stage.labels(stage=stage).observe(ns / 1e9)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,13 +4,13 @@ import { $, el, fetchJSON, fmtMs, getLang, initPage, params, showBanner, t } fro
 const LC = window.LC = { phase: 'loading', record: null, turns: [], transcript: [], interruptions: [], errors: [] };
 initPage('sessions');
 
-const STAGES = [ // [key, from field, to field, colour]
-  ['endpoint', 'user_speech_end_ns', 'eot_decision_ns', '#8aa4c8'],
-  ['stt', 'eot_decision_ns', 'stt_final_ns', '#4e79a7'],
-  ['llm', 'stt_final_ns', 'llm_first_token_ns', '#f28e2b'],
-  ['tts', 'llm_first_token_ns', 'tts_first_audio_ns', '#59a14f'],
-  ['send', 'tts_first_audio_ns', 'first_reply_frame_ns', '#b07aa1'],
-];
+// The stage definition (names, order, labels) comes from the server: GET /api/turn-stages
+// (coach/turn_stages.py); /turns gives each turn's stages_ms and total_ms computed by it.
+const PALETTE = ['#8aa4c8', '#4e79a7', '#f28e2b', '#59a14f', '#b07aa1', '#e15759', '#76b7b2'];
+let STAGES = []; // [{name, end_field, label: {en, zh}, colour}]
+LC.stageDefinition = null;
+
+function stageLabel(stage) { return stage.label[getLang()] || stage.label.en; }
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 function svg(tag, attrs = {}, text) {
@@ -20,17 +20,12 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
-/** Stage durations (ms) of one turn; a missing timestamp folds its stage into the next one. */
+/** Stage durations (ms) of one turn, as the server computed them (stages_ms, total_ms). */
 export function stagesOf(turn) {
-  const out = [];
-  let from = turn.user_speech_end_ns;
-  for (const [key, , to, colour] of STAGES) {
-    const end = turn[to];
-    if (from && end && end >= from) { out.push({ key, ms: (end - from) / 1e6, colour }); from = end; }
-  }
-  const total = turn.first_reply_frame_ns && turn.user_speech_end_ns
-    ? (turn.first_reply_frame_ns - turn.user_speech_end_ns) / 1e6 : null;
-  return { stages: out, total };
+  const given = turn.stages_ms || {};
+  const out = STAGES.filter((s) => given[s.name] != null)
+    .map((s) => ({ key: s.name, label: stageLabel(s), ms: given[s.name], colour: s.colour }));
+  return { stages: out, total: turn.total_ms ?? null };
 }
 
 /** A round axis step giving at most 6 grid lines, and the axis top. */
@@ -57,11 +52,11 @@ function drawChart(turns) {
     const x = m.l + slot * i + (slot - bw) / 2;
     let acc = 0;
     const g = svg('g', { class: 'bar', 'data-turn': d.turn.turn });
-    const parts = d.stages.length ? d.stages : [{ key: 'total', ms: d.total, colour: '#4e79a7' }];
+    const parts = d.stages.length ? d.stages : [{ key: 'total', label: t('stage.total'), ms: d.total, colour: '#4e79a7' }];
     for (const s of parts) {
       const rect = svg('rect', { x, width: bw, y: y(acc + s.ms), height: Math.max(0.5, y(acc) - y(acc + s.ms)),
         fill: s.colour, class: `seg seg-${s.key}` });
-      rect.append(svg('title', {}, `${t(`stage.${s.key}`)}: ${fmtMs(s.ms)} ms`));
+      rect.append(svg('title', {}, `${s.label}: ${fmtMs(s.ms)} ms`));
       g.append(rect);
       acc += s.ms;
     }
@@ -71,20 +66,23 @@ function drawChart(turns) {
     root.append(g);
   });
   let lx = m.l; // legend
-  for (const [key, , , colour] of STAGES) {
-    root.append(svg('rect', { x: lx, y: H - 22, width: 12, height: 12, fill: colour }),
-      svg('text', { x: lx + 16, y: H - 12, class: 'legend' }, t(`stage.${key}`)));
-    lx += 16 + t(`stage.${key}`).length * 7 + 18;
+  for (const stage of STAGES) {
+    const label = stageLabel(stage);
+    root.append(svg('rect', { x: lx, y: H - 22, width: 12, height: 12, fill: stage.colour }),
+      svg('text', { x: lx + 16, y: H - 12, class: 'legend' }, label));
+    lx += 16 + label.length * 7 + 18;
   }
   box.replaceChildren(root);
 }
 
 function drawTurns(turns) {
+  $('#turns thead').replaceChildren(el('tr', {}, el('th', { i18n: 'col.turn' }),
+    ...STAGES.map((s) => el('th', { 'data-stage': s.name, text: stageLabel(s) })), el('th', { i18n: 'stage.total' })));
   $('#turns tbody').replaceChildren(...turns.map((turn) => {
     const { stages, total } = stagesOf(turn);
     const ms = Object.fromEntries(stages.map((s) => [s.key, s.ms]));
     return el('tr', { 'data-turn': turn.turn }, el('td', { text: String(turn.turn) }),
-      ...['endpoint', 'stt', 'llm', 'tts', 'send'].map((k) => el('td', { class: 'num', text: fmtMs(ms[k]) })),
+      ...STAGES.map((s) => el('td', { class: 'num', 'data-stage': s.name, text: fmtMs(ms[s.name]) })),
       el('td', { class: 'num total', text: fmtMs(total) }));
   }));
 }
@@ -143,6 +141,8 @@ async function load() {
   let turnEvents;
   let transcriptEvents = [];
   try {
+    LC.stageDefinition = await fetchJSON('/api/turn-stages');
+    STAGES = LC.stageDefinition.stages.map((s, i) => ({ ...s, colour: PALETTE[i % PALETTE.length] }));
     record = await fetchJSON(base);
     turnEvents = asList(await fetchJSON(`${base}/turns`), 'turns');
     try { transcriptEvents = asList(await fetchJSON(`${base}/events?type=transcript`), 'events'); } catch { /* optional */ }
@@ -203,6 +203,6 @@ function drawScores(report) {
 }
 
 document.addEventListener('langchange', () => {
-  if (LC.phase === 'ready') { drawChart(LC.turns); drawScores(LC.report); }
+  if (LC.phase === 'ready') { drawChart(LC.turns); drawTurns(LC.turns); drawScores(LC.report); }
 });
 load();
