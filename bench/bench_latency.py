@@ -194,7 +194,7 @@ def run_level(n: int, turns: int, workers: list[tuple[subprocess.Popen, str]], c
             health.append(run.get("client_health") or {})
             turns_all += run["turns"]
             sessions_all += run["session_results"]
-    from server.qa.measure import summarize_run
+    from qa.measure import summarize_run
 
     s = summarize_run(turns_all, sessions_all)
     return {

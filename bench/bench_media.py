@@ -26,7 +26,8 @@ from media.inbound import InboundAudio  # noqa: E402
 from media.outbound import PacedAudioTrack  # noqa: E402
 from media.peer import close_quietly, connect_in_process, create_peer_connection  # noqa: E402
 from media.settings import MediaSettings  # noqa: E402
-from media.tones import OnsetDetector, ToneTrack  # noqa: E402
+from qa.audio import ToneTrack  # noqa: E402
+from qa.detect import ReceivedAudioMonitor  # noqa: E402
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -51,12 +52,12 @@ async def one_way_delay(prefetch: int, bursts: int) -> dict:
     a, b = create_peer_connection(settings), create_peer_connection(settings)
     tone = ToneTrack(freq_hz=1000, amplitude=0.5)
     a.addTrack(tone)
-    detector = OnsetDetector(threshold_dbfs=-30, hold_ms=60)
+    detector = ReceivedAudioMonitor(on_dbfs=-30, hold_ms=60)
     inbound: list[InboundAudio] = []
 
     @b.on("track")
     def _on_track(track) -> None:
-        ib = InboundAudio(track, lambda pcm, t: detector.feed(pcm, t, sample_rate=16_000))
+        ib = InboundAudio(track, lambda pcm, t: detector.feed_audio(pcm, t, sample_rate=16_000))
         ib.start()
         inbound.append(ib)
 

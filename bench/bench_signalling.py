@@ -36,9 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 from media.peer import set_jitter_prefetch  # noqa: E402
 from media.settings import MediaSettings  # noqa: E402
-from media.tones import OnsetDetector, SyntheticVideoTrack, ToneTrack, tone_power  # noqa: E402
+from qa.audio import SyntheticVideoTrack, ToneTrack  # noqa: E402
+from qa.detect import ReceivedAudioMonitor, tone_power  # noqa: E402
 from server.auth import issue_token  # noqa: E402
-from server.client import LivecoachClient  # noqa: E402
+from qa.client import LivecoachClient  # noqa: E402
 from tests.test_multiprocess import SECRET, ServerProcess, wipe_keys  # noqa: E402
 
 
@@ -167,7 +168,7 @@ async def audio_delay(cluster: Cluster, media: MediaSettings, bursts: int) -> li
     streamer = LivecoachClient(media, name="streamer")
     mentor = LivecoachClient(media, name="mentor")
     tone, video = ToneTrack(440.0), SyntheticVideoTrack()
-    detector = OnsetDetector(threshold_dbfs=-30.0, hold_ms=60.0)
+    detector = ReceivedAudioMonitor(on_dbfs=-30.0, hold_ms=60.0)
 
     async def listen(track: Any) -> None:
         try:
@@ -175,7 +176,7 @@ async def audio_delay(cluster: Cluster, media: MediaSettings, bursts: int) -> li
                 frame = await track.recv()
                 now = time.perf_counter_ns()
                 # t_ns = time of the frame's first sample: it arrived complete, 20 ms long.
-                detector.feed(frame, t_ns=now - frame.samples * 1_000_000_000 // frame.sample_rate)
+                detector.feed_audio(frame, t_ns=now - frame.samples * 1_000_000_000 // frame.sample_rate)
         except Exception:  # noqa: BLE001 - track ended
             return
 

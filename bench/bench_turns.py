@@ -30,7 +30,7 @@ from coach.scenarios import get_scenario  # noqa: E402
 from coach.settings import CoachSettings, OpenAISettings, ProviderSettings  # noqa: E402
 from media.outbound import PacedAudioTrack  # noqa: E402
 from qa.fixtures import fixtures_dir  # noqa: E402
-from server.qa.measure import provider_ms, server_overhead_ms  # noqa: E402
+from qa.measure import provider_ms, server_overhead_ms  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 from tests.test_vad import load_16k  # noqa: E402
 

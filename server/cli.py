@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import ipaddress
 import logging
 import math
@@ -192,8 +191,11 @@ def _init_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["qa"]:
-        qa = importlib.import_module("server.qa")
-        return int(qa.main(args_list[1:]) or 0)
+        # qa is a client of the server (top-level package); loaded only for this subcommand
+        # because it pulls in aiortc and playwright, not to dodge a cycle.
+        from qa.command import main as qa_main
+
+        return int(qa_main(args_list[1:]) or 0)
     args = _build_parser().parse_args(args_list)
     commands = {"serve": _serve_command, "token": _token_command, "init": _init_command}
     try:

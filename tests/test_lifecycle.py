@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 
 from coach.contracts import TurnRecord
-from media.tones import ToneTrack
+from qa.audio import ToneTrack
 from server.app import STATE, make_app
 from server.auth import issue_token
-from server.client import ClientError, LivecoachClient
+from qa.client import ClientError, LivecoachClient
 from server.settings import load_settings
 
 SECRET = "lifecycle-test-secret"

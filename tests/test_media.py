@@ -26,15 +26,8 @@ from media.peer import (
 from media.recorder import SessionRecorder
 from media.relay import ShadowRelay, SwitchableTrack
 from media.settings import MediaSettings
-from media.tones import (
-    OnsetDetector,
-    SyntheticVideoTrack,
-    ToneTrack,
-    WavFileTrack,
-    decode_frame_counter,
-    level_dbfs,
-    tone_power,
-)
+from qa.audio import SyntheticVideoTrack, ToneTrack, WavFileTrack, decode_frame_counter
+from qa.detect import ReceivedAudioMonitor, level_dbfs, tone_power
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +46,7 @@ async def _wait_for(cond, timeout: float = 5.0, step: float = 0.02) -> None:
 
 
 class _Pair:
-    """A sends ``track`` to B; B runs InboundAudio into ``chunks`` and an OnsetDetector."""
+    """A sends ``track`` to B; B runs InboundAudio into ``chunks`` and a ReceivedAudioMonitor."""
 
     def __init__(self, track, prefetch: int = 4, rate: int = 16_000) -> None:
         self.settings = MediaSettings(jitter_prefetch=prefetch, ice_loopback_only=True)
@@ -62,7 +55,7 @@ class _Pair:
         self.a.addTrack(track)
         self.rate = rate
         self.chunks: list[tuple[np.ndarray, int]] = []
-        self.detector = OnsetDetector(threshold_dbfs=-30, hold_ms=60)
+        self.detector = ReceivedAudioMonitor(on_dbfs=-30, hold_ms=60)
         self.inbound: InboundAudio | None = None
         self.remote_track = None
 
@@ -74,7 +67,7 @@ class _Pair:
 
     def _on_pcm(self, pcm: np.ndarray, t_ns: int) -> None:
         self.chunks.append((pcm, t_ns))
-        self.detector.feed(pcm, t_ns, sample_rate=self.rate)
+        self.detector.feed_audio(pcm, t_ns, sample_rate=self.rate)
 
     async def __aenter__(self) -> "_Pair":
         await connect_in_process(self.a, self.b)
@@ -364,11 +357,11 @@ async def test_shadow_relay_to_two_peer_connections():
 
 async def test_wav_file_track_and_onset_detector(fixtures_dir: Path):
     track = WavFileTrack(fixtures_dir / "en_interrupt.wav")
-    detector = OnsetDetector(threshold_dbfs=-45, hold_ms=300)
+    detector = ReceivedAudioMonitor(on_dbfs=-45, hold_ms=300)
     n = 0
     while not track.idle or n < 10:
         frame = await track.recv()
-        detector.feed(frame.to_ndarray().reshape(-1), track._start_ns + n * 20_000_000, sample_rate=48_000)
+        detector.feed_audio(frame.to_ndarray().reshape(-1), track._start_ns + n * 20_000_000, sample_rate=48_000)
         n += 1
         assert frame.samples == 960
     with wave.open(str(fixtures_dir / "en_interrupt.wav")) as w:

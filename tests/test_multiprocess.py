@@ -23,9 +23,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from media.settings import MediaSettings
-from media.tones import SyntheticVideoTrack, ToneTrack, decode_frame_counter, tone_power
+from qa.audio import SyntheticVideoTrack, ToneTrack, decode_frame_counter, tone_power
 from server.auth import issue_token
-from server.client import LivecoachClient
+from qa.client import LivecoachClient
 from server.store import RedisStore
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,10 +16,11 @@ import pytest
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from media.tones import OnsetDetector, WavFileTrack
+from qa.audio import WavFileTrack
+from qa.detect import ReceivedAudioMonitor
 from server.app import make_app
 from server.auth import issue_token
-from server.client import ClientError, LivecoachClient
+from qa.client import ClientError, LivecoachClient
 from server.practice import CoachHooks
 from server.settings import Settings, load_settings
 from tests.fakes.openai_server import FakeOpenAI
@@ -50,7 +51,7 @@ class Listener:
     """Drains the received track like a client's speaker would, timing energy on/off edges."""
 
     def __init__(self, track: MediaStreamTrack) -> None:
-        self.detector = OnsetDetector(threshold_dbfs=-45.0, hold_ms=120.0)
+        self.detector = ReceivedAudioMonitor(on_dbfs=-45.0, hold_ms=120.0)
         self.frames = 0
         self._task = asyncio.create_task(self._run(track))
 
@@ -59,7 +60,7 @@ class Listener:
             while True:
                 frame = await track.recv()
                 self.frames += 1
-                self.detector.feed(frame, time.perf_counter_ns())
+                self.detector.feed_audio(frame, time.perf_counter_ns())
         except MediaStreamError:
             pass
 

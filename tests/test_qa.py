@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.qa import measure
-from server.qa.measure import (
+from qa import measure
+from qa.detect import ReceivedAudioMonitor
+from qa.measure import (
     ClockAlignment,
-    ReceivedAudioMonitor,
     check_slos,
     detect_speech_span,
     match_server_turn,
@@ -24,7 +24,7 @@ from server.qa.measure import (
     summarize,
     summarize_run,
 )
-from server.qa.report import format_summary, render_html
+from qa.report import format_summary, render_html
 
 MS = 1_000_000
 
@@ -155,7 +155,7 @@ def _fake_result() -> dict:
         turns = []
         for i in range(n * 2):
             stages = {"uplink": 90.0, "endpointing": 500.0, "stt": 100.0, "llm": 150.0, "tts": 50.0,
-                      "server_to_frame": 5.0 + i, "transport": 85.0}
+                      "send": 5.0 + i, "transport": 85.0}
             turns.append({"session": i // 2, "turn": i % 2, "latency_ms": sum(stages.values()), "stages_ms": stages,
                           "server_sum_ms": 805.0 + i, "server_overhead_ms": 5.0 + i,
                           "bargein_ms": 120.0 + i if i % 2 else None, "underruns": 0, "holes": 0, "error": None})
@@ -185,7 +185,7 @@ import asyncio  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 
-from server.qa import main as qa_main  # noqa: E402
+from qa.command import main as qa_main  # noqa: E402
 
 STT_S, LLM_S, TTS_S = 0.1, 0.15, 0.05
 

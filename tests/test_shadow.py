@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamTrack
 
-from media.tones import SyntheticVideoTrack, ToneTrack, decode_frame_counter, tone_power
+from qa.audio import SyntheticVideoTrack, ToneTrack, decode_frame_counter, tone_power
 from server.app import make_app
 from server.auth import issue_token
-from server.client import ClientError, LivecoachClient
+from qa.client import ClientError, LivecoachClient
 from server.settings import load_settings
 
 SECRET = "shadow-test-secret"

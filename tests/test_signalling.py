@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from media.tones import ToneTrack
+from qa.audio import ToneTrack
 from server.app import make_app
 from server.auth import issue_token
-from server.client import ClientError, LivecoachClient
+from qa.client import ClientError, LivecoachClient
 from server.settings import Settings, load_settings
 
 SECRET = "signalling-test-secret"

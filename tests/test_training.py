@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 
 from coach.report import build_report
-from media.tones import SyntheticVideoTrack, WavFileTrack
+from qa.audio import SyntheticVideoTrack, WavFileTrack
 from server.app import make_app
 from server.auth import issue_token
-from server.client import LivecoachClient
+from qa.client import LivecoachClient
 from server.practice import CoachHooks
 from server.settings import Settings
 from server.store import open_store

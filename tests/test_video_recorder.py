@@ -7,7 +7,7 @@ from pathlib import Path
 
 import av
 
-from media.tones import SyntheticVideoTrack
+from qa.audio import SyntheticVideoTrack
 from media.video_recorder import VideoRecorder
 
 

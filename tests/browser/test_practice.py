@@ -7,6 +7,7 @@ Every getUserMedia restarts the file, which is how the tests make the speech sta
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -91,6 +92,17 @@ def test_practice_spoken_turn_with_latency(new_page: Callable[..., Any], server:
     page.locator(f'tr[data-session="{session_id}"] a').click()
     page.wait_for_function("LC.phase === 'ready'")
     assert page.locator("#chart svg .bar").count() >= 1
+    # The stage cells are what /turns computed (coach/turn_stages.py), in the served order.
+    served = page.evaluate(f"fetch('/api/sessions/{session_id}/turns').then(r => r.json())")
+    latest = {e["turn"]: e for e in served if e["type"] == "turn"}
+    assert latest
+    for number, record in latest.items():
+        row = page.locator(f'#turns tbody tr[data-turn="{number}"]')
+        cells = [c.get_attribute("data-stage") for c in row.locator("td[data-stage]").all()]
+        assert cells == list(record["stages_ms"])
+        for name, ms in record["stages_ms"].items():
+            shown = row.locator(f'td[data-stage="{name}"]').inner_text()
+            assert shown == ("—" if ms is None else str(math.floor(ms + 0.5))), (name, ms, shown)
     total = page.locator("#chart svg .bar .value").first.text_content()
     assert abs(int(total) - round(turn["server_ms"])) <= 1
     assert page.locator("#transcript li.trainee").count() >= 1

@@ -1,4 +1,4 @@
-"""Client-side measurement for QA: prompt speech spans, received-audio energy tracking, stats.
+"""Client-side measurement for QA: prompt speech spans, stage breakdown, stats, SLOs.
 
 Everything here is pure computation (numpy + stdlib) so it can be unit-tested without a server.
 Times are ``time.perf_counter_ns()`` values (CLOCK_MONOTONIC: shared with a server process on the
@@ -17,10 +17,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-FRAME_GAP_NS = 60_000_000  # inter-frame arrival gap counted as an underrun (3 frames of 20 ms)
-DEFAULT_ON_DBFS = -45.0  # received frame louder than this = reply audio (paced track sends zeros)
-DEFAULT_HOLD_MS = 250.0  # silence this long ends a voiced segment (offset = start of the silence)
-HOLE_MIN_MS = 60.0  # silence runs inside a reply at least this long count as holes
+from coach.turn_stages import END_FIELD, STAGE_NAMES, START_FIELD, stage_ms
+from coach.turn_stages import STAGES as SERVER_STAGES
+from qa.audio import OUT_RATE, load_wav
+from qa.detect import DEFAULT_ON_DBFS
 
 
 # ---- prompt files ----------------------------------------------------------------------------
@@ -35,33 +35,6 @@ class SpeechSpan:
     duration_s: float
 
 
-def load_wav_mono(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a 16-bit PCM WAV as mono int16. Raises ValueError with a clear reason."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
-            rate, channels = w.getframerate(), w.getnchannels()
-            raw = w.readframes(w.getnframes())
-    except (wave.Error, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable WAV file ({exc})") from exc
-    except OSError as exc:
-        raise ValueError(f"{path}: {exc.strerror or exc}") from exc
-    pcm = np.frombuffer(raw, dtype=np.int16)
-    if channels > 1:
-        pcm = pcm[: len(pcm) // channels * channels].reshape(-1, channels).mean(axis=1).astype(np.int16)
-    return pcm, rate
-
-
-def frame_dbfs(pcm: np.ndarray) -> float:
-    """RMS level of int16 samples in dBFS (-120 for digital silence)."""
-    if pcm.size == 0:
-        return -120.0
-    x = pcm.astype(np.float64)
-    ms = float(np.mean(x * x)) / (32768.0 * 32768.0)
-    return 10.0 * math.log10(ms) if ms > 1e-12 else -120.0
-
-
 @functools.lru_cache(maxsize=64)
 def detect_speech_span(path: str, threshold_dbfs: float = DEFAULT_ON_DBFS, frame_ms: float = 10.0) -> SpeechSpan:
     """Detect speech onset/offset by energy, once per file.
@@ -69,7 +42,7 @@ def detect_speech_span(path: str, threshold_dbfs: float = DEFAULT_ON_DBFS, frame
     Better than "duration − 1.5 s": espeak leaves ~0.3 s of near-silence after the words, which
     would make every turn look 0.3 s faster than it is.
     """
-    pcm, rate = load_wav_mono(path)
+    pcm, rate = load_wav(path), OUT_RATE
     hop = max(1, int(rate * frame_ms / 1000))
     n = len(pcm) // hop
     if n == 0:
@@ -84,166 +57,6 @@ def detect_speech_span(path: str, threshold_dbfs: float = DEFAULT_ON_DBFS, frame
         offset_s=(voiced[-1] + 1) * hop / rate,
         duration_s=len(pcm) / rate,
     )
-
-
-# ---- received audio --------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Segment:
-    onset_ns: int
-    offset_ns: int | None = None  # arrival of the first frame of the silence that ended it
-
-
-class ReceivedAudioMonitor:
-    """Energy tracker for the audio a client receives, fed one decoded frame at a time.
-
-    Keeps a compact frame log (arrival time, voiced) so per-turn analysis (holes, gaps) is a pure
-    function over a time window, and lets coroutines wait for onsets/offsets/quiet.
-    """
-
-    def __init__(self, on_dbfs: float = DEFAULT_ON_DBFS, hold_ms: float = DEFAULT_HOLD_MS) -> None:
-        self.on_dbfs = on_dbfs
-        self.hold_ns = int(hold_ms * 1e6)
-        self.arrivals: list[int] = []
-        self.voiced: list[bool] = []
-        self.segments: list[Segment] = []
-        self.first_frame_ns: int | None = None
-        self._silence_since: int | None = None
-        self._changed = asyncio.Event() if _has_loop() else None
-
-    # feeding ------------------------------------------------------------------------------
-    def feed(self, arrival_ns: int, pcm: np.ndarray) -> None:
-        self.feed_level(arrival_ns, frame_dbfs(pcm))
-
-    def feed_level(self, arrival_ns: int, dbfs: float) -> None:
-        voiced = dbfs > self.on_dbfs
-        if self.first_frame_ns is None:
-            self.first_frame_ns = arrival_ns
-        self.arrivals.append(arrival_ns)
-        self.voiced.append(voiced)
-        open_seg = self.segments[-1] if self.segments and self.segments[-1].offset_ns is None else None
-        if voiced:
-            self._silence_since = None
-            if open_seg is None:
-                self.segments.append(Segment(onset_ns=arrival_ns))
-        else:
-            if self._silence_since is None:
-                self._silence_since = arrival_ns
-            if open_seg is not None and arrival_ns - self._silence_since >= self.hold_ns:
-                open_seg.offset_ns = self._silence_since
-        self._notify()
-
-    def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = asyncio.Event()
-
-    # queries ------------------------------------------------------------------------------
-    @property
-    def speaking(self) -> bool:
-        return bool(self.segments) and self.segments[-1].offset_ns is None
-
-    def onset_after(self, t_ns: int) -> int | None:
-        for seg in self.segments:
-            if seg.onset_ns >= t_ns:
-                return seg.onset_ns
-        return None
-
-    def offset_after(self, t_ns: int) -> int | None:
-        for seg in self.segments:
-            if seg.offset_ns is not None and seg.offset_ns >= t_ns:
-                return seg.offset_ns
-        return None
-
-    def quiet_since(self) -> int | None:
-        """Arrival of the first frame of the current silence (None while voiced / no frames)."""
-        if not self.arrivals or self.voiced[-1]:
-            return None
-        return self._silence_since
-
-    def last_offset(self) -> int | None:
-        for seg in reversed(self.segments):
-            if seg.offset_ns is not None:
-                return seg.offset_ns
-        return None
-
-    async def wait(self, predicate: Any, timeout_s: float) -> Any:
-        """Wait until ``predicate()`` returns a non-None value; raises asyncio.TimeoutError."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                value = predicate()
-                if value is not None:
-                    return value
-                if self._changed is None:
-                    self._changed = asyncio.Event()
-                await self._changed.wait()
-
-    async def wait_onset(self, after_ns: int, timeout_s: float) -> int:
-        return await self.wait(lambda: self.onset_after(after_ns), timeout_s)
-
-    async def wait_offset(self, after_ns: int, timeout_s: float) -> int:
-        return await self.wait(lambda: self.offset_after(after_ns), timeout_s)
-
-    async def wait_quiet(self, quiet_ms: float, timeout_s: float) -> int:
-        """Wait for ``quiet_ms`` of received silence; returns when that silence began."""
-        need = int(quiet_ms * 1e6)
-
-        def check() -> int | None:
-            since = self.quiet_since()
-            if since is not None and self.arrivals[-1] - since >= need:
-                return since
-            return None
-
-        return await self.wait(check, timeout_s)
-
-    # per-window analysis ------------------------------------------------------------------
-    def window_stats(self, start_ns: int, end_ns: int) -> dict[str, float | int]:
-        return window_stats(self.arrivals, self.voiced, start_ns, end_ns)
-
-
-def _has_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        return False
-
-
-def window_stats(arrivals: list[int], voiced: list[bool], start_ns: int, end_ns: int) -> dict[str, float | int]:
-    """Underruns (arrival gaps > 60 ms) and silence holes (>= 60 ms) inside [start, end]."""
-    import bisect
-
-    i0 = bisect.bisect_left(arrivals, start_ns)
-    i1 = bisect.bisect_right(arrivals, end_ns)
-    gaps = 0
-    gap_ms = 0.0
-    holes = 0
-    hole_ms = 0.0
-    run_start: int | None = None
-    for i in range(i0, i1):
-        if i > i0:
-            d = arrivals[i] - arrivals[i - 1]
-            if d > FRAME_GAP_NS:
-                gaps += 1
-                gap_ms += d / 1e6
-        if not voiced[i]:
-            if run_start is None:
-                run_start = arrivals[i]
-        else:
-            if run_start is not None:
-                run = (arrivals[i] - run_start) / 1e6
-                if run >= HOLE_MIN_MS:
-                    holes += 1
-                    hole_ms += run
-            run_start = None
-    return {
-        "frames": max(0, i1 - i0),
-        "underruns": gaps,
-        "underrun_ms": round(gap_ms, 1),
-        "holes": holes,
-        "hole_ms": round(hole_ms, 1),
-    }
 
 
 # ---- stats -------------------------------------------------------------------------------------
@@ -276,22 +89,22 @@ def summarize(values: Iterable[float | None]) -> dict[str, float | int | None]:
 
 # ---- joining client and server timings --------------------------------------------------------
 
-STAGES = ("uplink", "endpointing", "stt", "llm", "tts", "server_to_frame", "transport")
+# The server's stages are coach/turn_stages.py's (the same numbers as /turns and /metrics); the
+# client adds the network legs on either side.
+STAGES = ("uplink", *STAGE_NAMES, "transport")
 STAGE_LABELS = {
     "uplink": "uplink + VAD (client speech end → server speech end)",
-    "endpointing": "endpointing (speech end → EOT decision)",
-    "stt": "STT (EOT → transcript)",
-    "llm": "LLM first token",
-    "tts": "TTS first audio",
-    "server_to_frame": "server → first reply frame",
+    **{s.name: s.label_en for s in SERVER_STAGES},
     "transport": "transport (first frame → client heard)",
 }
 
 
-def _ms(a: int | None, b: int | None) -> float | None:
+def ms_between(a: int | None, b: int | None) -> float | None:
+    """``a - b`` in ms, 0.1 ms precision; None if either is unknown."""
     if a is None or b is None:
         return None
     return round((a - b) / 1e6, 1)
+
 
 
 def stage_breakdown(client_speech_end_ns: int, client_heard_ns: int | None, server: dict[str, Any],
@@ -305,44 +118,34 @@ def stage_breakdown(client_speech_end_ns: int, client_heard_ns: int | None, serv
         v = server.get(name)
         return None if v is None else int(v) - clock_offset_ns
 
-    end = srv("user_speech_end_ns")
-    eot = srv("eot_decision_ns")
-    stt = srv("stt_final_ns")
-    llm = srv("llm_first_token_ns")
-    tts = srv("tts_first_audio_ns")
-    frame = srv("first_reply_frame_ns")
     return {
-        "uplink": _ms(end, client_speech_end_ns),
-        "endpointing": _ms(eot, end),
-        "stt": _ms(stt, eot),
-        "llm": _ms(llm, stt),
-        "tts": _ms(tts, llm),
-        "server_to_frame": _ms(frame, tts),
-        "transport": _ms(client_heard_ns, frame),
+        "uplink": ms_between(srv(START_FIELD), client_speech_end_ns),
+        **stage_ms(server),
+        "transport": ms_between(client_heard_ns, srv(END_FIELD)),
     }
 
 
 def server_stage_sum_ms(server: dict[str, Any]) -> float | None:
     """Server-side time: its speech end → its first reply frame."""
-    return _ms(server.get("first_reply_frame_ns"), server.get("user_speech_end_ns"))
+    return ms_between(server.get("first_reply_frame_ns"), server.get("user_speech_end_ns"))
 
 
 def provider_ms(server: dict[str, Any]) -> float:
     """Time the turn spent in providers: STT + LLM to the first speakable clause + TTS first audio."""
-    stage_ms = server.get("stage_ms") or {}
-    return sum(float(stage_ms.get(k) or 0.0) for k in ("stt", "llm", "tts"))
+    provider_stage_ms = server.get("stage_ms") or {}
+    return sum(float(provider_stage_ms.get(k) or 0.0) for k in ("stt", "llm", "tts"))
 
 
 def server_overhead_ms(server: dict[str, Any]) -> float | None:
     """First reply frame − EOT decision − provider time (stt + llm + tts): our own glue cost."""
-    total = _ms(server.get("first_reply_frame_ns"), server.get("eot_decision_ns"))
+    total = ms_between(server.get("first_reply_frame_ns"), server.get("eot_decision_ns"))
     if total is None:
         return None
     provider = provider_ms(server)
     if not provider:  # no provider timings: fall back to the timestamp chain
-        parts = [_ms(server.get("stt_final_ns"), server.get("eot_decision_ns")),
-                 _ms(server.get("llm_first_token_ns"), server.get("stt_final_ns")),
-                 _ms(server.get("tts_first_audio_ns"), server.get("llm_first_token_ns"))]
+        parts = [ms_between(server.get("stt_final_ns"), server.get("eot_decision_ns")),
+                 ms_between(server.get("llm_first_token_ns"), server.get("stt_final_ns")),
+                 ms_between(server.get("tts_first_audio_ns"), server.get("llm_first_token_ns"))]
         if any(p is None for p in parts):
             return None
         provider = sum(p for p in parts if p is not None)

@@ -17,6 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qa.measure import check_slos, detect_speech_span, parse_slo
+from qa.report import format_summary, write_html
+from qa.runner import QaConfig, run_qa
+
 __all__ = ["main", "build_parser", "run_levels"]
 
 
@@ -70,8 +74,6 @@ def _progress(quiet: bool):
 
 
 async def run_levels(args: argparse.Namespace, say: Any) -> list[dict[str, Any]]:
-    from server.qa.runner import QaConfig, run_qa
-
     runs = []
     for n in args.sessions:
         cfg = QaConfig(url=args.url.rstrip("/"), sessions=n, turns=args.turns, prompts=args.prompt,
@@ -79,7 +81,7 @@ async def run_levels(args: argparse.Namespace, say: Any) -> list[dict[str, Any]]
                        lang=args.lang, reply_timeout_s=args.reply_timeout, settle_ms=args.settle_ms,
                        greet_wait_s=args.greet_wait)
         if args.browser:
-            from server.qa.browser import run_browser_qa
+            from qa.browser import run_browser_qa  # needs playwright (the [test] extra) only for --browser
 
             runs.append(await run_browser_qa(cfg, say))
         else:
@@ -106,9 +108,6 @@ def _usage(parser: argparse.ArgumentParser, msg: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    from server.qa.measure import check_slos, detect_speech_span, parse_slo
-    from server.qa.report import format_summary, write_html
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -21,8 +21,9 @@ from typing import Any
 
 import aiohttp
 
-from server.qa.measure import ClockAlignment, summarize_run
-from server.qa.runner import Progress, QaConfig, SessionResult, _join_server_turns, collect_server_turns, get_token, measure_clock
+from qa.measure import ClockAlignment, ms_between, summarize_run
+from qa.results import SessionResult, TurnResult, join_server_turns
+from qa.runner import Progress, QaConfig, collect_server_turns, get_token, measure_clock
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
@@ -190,22 +191,19 @@ async def _browser_session(browser: Any, cfg: QaConfig, index: int, run_id: str,
         lost = 0
         for turn in range(cfg.turns):
             r = await page.evaluate("a => qaTurn(a[0], a[1])", [cfg.settle_ms, cfg.reply_timeout_s * 1000])
-            rec: dict[str, Any] = {"session": index, "turn": turn, "prompt": cfg.prompts[0], "error": r.get("error"),
-                                   "latency_ms": None, "bargein_ms": None, "clock": "wall",
-                                   "speech_end_ns": _ns(r.get("speech_end")), "heard_ns": _ns(r.get("heard")),
-                                   "reply_end_ns": _ns(r.get("reply_end")), "underruns": r.get("concealment_events", 0),
-                                   "holes": 0}
-            if rec["heard_ns"] is not None and rec["speech_end_ns"] is not None:
-                rec["latency_ms"] = round((rec["heard_ns"] - rec["speech_end_ns"]) / 1e6, 1)
+            rec = TurnResult(session=index, turn=turn, prompt=cfg.prompts[0], error=r.get("error"), clock="wall",
+                             speech_end_ns=_ns(r.get("speech_end")), heard_ns=_ns(r.get("heard")),
+                             reply_end_ns=_ns(r.get("reply_end")), underruns=r.get("concealment_events", 0), holes=0)
+            rec.latency_ms = ms_between(rec.heard_ns, rec.speech_end_ns)
             lost = int(r.get("packets_lost") or lost)
             res.turns.append(rec)
             say(f"browser session {index} turn {turn}: "
-                + (f"ERROR {rec['error']}" if rec["error"] else f"heard reply {rec['latency_ms']:.0f} ms after speech end"))
+                + (f"ERROR {rec.error}" if rec.error else f"heard reply {rec.latency_ms or 0:.0f} ms after speech end"))
         # concealment events are cumulative per session: keep per-turn increments
         prev = 0
         for rec in res.turns:
-            total = int(rec["underruns"] or 0)
-            rec["underruns"], prev = max(0, total - prev), max(prev, total)
+            total = int(rec.underruns or 0)
+            rec.underruns, prev = max(0, total - prev), max(prev, total)
         res.packets_lost = lost
         await page.evaluate("qaClose()")
     except Exception as exc:  # one failed browser session must not sink the run
@@ -249,8 +247,8 @@ async def run_browser_qa(cfg: QaConfig, progress: Progress | None = None) -> dic
         finally:
             await browser.close()
         events = await collect_server_turns(http, cfg.url, results, say)
-    _join_server_turns(results, events, ClockAlignment(offset_ns=wall_offset, rtt_ns=clock.rtt_ns, same_clock=False))
-    turns = [t for r in results for t in r.turns]
+    join_server_turns(results, events, ClockAlignment(offset_ns=wall_offset, rtt_ns=clock.rtt_ns, same_clock=False))
+    turns = [t.as_dict() for r in results for t in r.turns]
     sessions = [r.as_dict() for r in results]
     return {"run_id": run_id, "client": "browser", "concurrency": cfg.sessions, "turns_per_session": cfg.turns,
             "started_at": started, "duration_s": round(time.perf_counter() - t0, 2),

@@ -1,4 +1,4 @@
-"""Synthetic source tracks and onset detection, for tests, bench and QA clients.
+"""Synthetic source tracks and WAV loading, for tests, bench and QA clients (detection: qa/detect.py).
 
 All times are ``time.perf_counter_ns()``. Audio tracks send 20 ms s16 mono frames paced on a
 real-time clock (like aiortc's AudioStreamTrack), so they can feed an RTCPeerConnection.
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import fractions
-import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -103,79 +104,129 @@ class ToneTrack(PacedAudioSource):
         return self._frame(pcm)
 
 
-def load_wav_48k_mono(path: str | Path) -> np.ndarray:
-    """Decode any audio file to 48 kHz mono int16 (PyAV: any rate, channels, sample format)."""
+class AudioFileMissing(FileNotFoundError, ValueError):
+    """No such audio file (a ValueError too: callers treat every bad input file alike)."""
+
+
+def load_wav(path: str | Path) -> np.ndarray:
+    """Decode any audio file to 48 kHz mono int16 (PyAV: any rate, channels, sample format).
+
+    A missing file raises ``AudioFileMissing``; an unreadable one ``ValueError`` with the reason.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"audio file not found: {path}")
+        raise AudioFileMissing(errno.ENOENT, f"audio file not found: {path}")
     resampler = av.AudioResampler(format="s16", layout="mono", rate=OUT_RATE)
     chunks: list[np.ndarray] = []
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            raise ValueError(f"no audio stream in {path}")
-        for frame in container.decode(audio=0):
-            for out in resampler.resample(frame):
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise ValueError(f"{path}: no audio stream")
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as exc:
+        raise ValueError(f"{path}: not a readable WAV file ({exc})") from None
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
 
 
-class WavFileTrack(PacedAudioSource):
-    """Plays WAV files as paced 20 ms frames, silence after the end.
+@dataclass(slots=True, eq=False)
+class Clip:
+    """One queued sound and when its marked samples actually left ``recv()``.
 
-    ``started_ns`` is when the first frame of the first file left recv(); ``file_starts_ns``
-    has one entry per file played (so a QA client knows when each file's speech offset went out).
+    Times are taken per frame as it leaves recv() (not start + offset: after an event-loop stall
+    the sender bursts to catch up, and a computed time would be wrong).
+    """
+
+    pcm: np.ndarray
+    onset: int = 0  # sample index of the speech onset / offset in the sound
+    offset: int = 0
+    pos: int = 0
+    start_ns: int | None = None
+    onset_ns: int | None = None
+    offset_ns: int | None = None
+    end_ns: int | None = None
+
+
+class WavFileTrack(PacedAudioSource):
+    """Plays queued sounds (WAV files or samples) as paced 20 ms frames, silence in between.
+
+    ``file_starts_ns`` / ``file_ends_ns`` have one entry per sound played; each ``Clip`` returned
+    by ``play_clip`` also records when its speech onset/offset samples went out (QA).
     """
 
     def __init__(self, path: str | Path | None = None, loop: bool = False) -> None:
         super().__init__(OUT_RATE)
         self.loop = loop
-        self._queue: collections.deque[np.ndarray] = collections.deque()
-        self._current: np.ndarray | None = None
-        self._pos = 0
-        self.started_ns: int | None = None
-        self.file_starts_ns: list[int] = []
-        self.file_ends_ns: list[int] = []
+        self._queue: collections.deque[Clip] = collections.deque()
+        self._clip: Clip | None = None
+        self.clips: list[Clip] = []
         if path is not None:
             self.play(path)
 
-    def play(self, path: str | Path) -> None:
-        """Queue another file; it starts when the current one ends (now, if idle)."""
-        pcm = load_wav_48k_mono(path)
+    def play(self, path: str | Path) -> Clip:
+        """Queue a file; it starts when the current sound ends (now, if idle)."""
+        pcm = load_wav(path)
         if pcm.size == 0:
             raise ValueError(f"no audio samples in {path}")
-        self._queue.append(pcm)
+        return self.play_clip(pcm)
+
+    def play_clip(self, pcm: np.ndarray, onset_s: float = 0.0, offset_s: float | None = None) -> Clip:
+        """Queue samples, marking the speech onset/offset (seconds into ``pcm``) to time them."""
+        rate = self.sample_rate
+        end = len(pcm) if offset_s is None else int(offset_s * rate)
+        clip = Clip(pcm=pcm, onset=int(onset_s * rate), offset=end)
+        self._queue.append(clip)
+        self.clips.append(clip)
+        return clip
 
     @property
     def idle(self) -> bool:
         """Nothing playing and nothing queued."""
-        return self._current is None and not self._queue
+        return self._clip is None and not self._queue
+
+    @property
+    def file_starts_ns(self) -> list[int]:
+        return [c.start_ns for c in self.clips if c.start_ns is not None]
+
+    @property
+    def file_ends_ns(self) -> list[int]:
+        return [c.end_ns for c in self.clips if c.end_ns is not None]
+
+    @property
+    def started_ns(self) -> int | None:
+        starts = self.file_starts_ns
+        return starts[0] if starts else None
 
     async def recv(self) -> AudioFrame:
         await self._pace()
-        n = self.samples_per_frame
+        now = time.perf_counter_ns()
+        n, rate = self.samples_per_frame, self.sample_rate
         pcm = np.zeros(n, dtype=np.int16)
         filled = 0
         while filled < n:
-            if self._current is None:
+            if self._clip is None:
                 if not self._queue:
                     break
-                self._current, self._pos = self._queue.popleft(), 0
-                now = time.perf_counter_ns()
-                # The file's first sample sits `filled` samples into this frame.
-                self.file_starts_ns.append(now + filled * 1_000_000_000 // self.sample_rate)
-                if self.started_ns is None:
-                    self.started_ns = self.file_starts_ns[-1]
-            take = min(n - filled, len(self._current) - self._pos)
-            pcm[filled : filled + take] = self._current[self._pos : self._pos + take]
+                self._clip = self._queue.popleft()
+            clip = self._clip
+            take = min(n - filled, len(clip.pcm) - clip.pos)
+            pcm[filled : filled + take] = clip.pcm[clip.pos : clip.pos + take]
+            # A mark at the very end (offset == len) is timed with the sound's end below.
+            for name, mark in (("start_ns", 0), ("onset_ns", clip.onset), ("offset_ns", clip.offset)):
+                if getattr(clip, name) is None and clip.pos <= mark < clip.pos + take:
+                    setattr(clip, name, now + (filled + mark - clip.pos) * 1_000_000_000 // rate)
+            clip.pos += take
             filled += take
-            self._pos += take
-            if self._pos >= len(self._current):
-                self.file_ends_ns.append(time.perf_counter_ns() + filled * 1_000_000_000 // self.sample_rate)
+            if clip.pos >= len(clip.pcm):
+                clip.end_ns = now + filled * 1_000_000_000 // rate
+                if clip.offset_ns is None:
+                    clip.offset_ns = clip.end_ns
+                self._clip = None
                 if self.loop:
-                    self._queue.append(self._current)
-                self._current = None
+                    self.play_clip(clip.pcm, clip.onset / rate, clip.offset / rate)
         return self._frame(pcm)
 
 
@@ -235,89 +286,3 @@ def decode_frame_counter(frame: VideoFrame) -> int:
         if y[c, bit * _BLOCK + c] > 125:
             value |= 1 << bit
     return value
-
-
-# ---- detection --------------------------------------------------------------------------
-
-
-def level_dbfs(pcm: np.ndarray) -> float:
-    """RMS level of int16 samples in dBFS (-inf for digital silence)."""
-    if pcm.size == 0:
-        return -math.inf
-    x = pcm.astype(np.float64) / 32768.0
-    rms = math.sqrt(float(np.mean(x * x)))
-    return 20 * math.log10(rms) if rms > 0 else -math.inf
-
-
-def tone_power(pcm: np.ndarray, sample_rate: int, freq_hz: float) -> float:
-    """Power of the ``freq_hz`` component (Goertzel), relative to full scale.
-
-    A full-scale sine gives 0.5 (amplitude²/2); use ``10*log10`` for dBFS-like numbers.
-    """
-    n = pcm.size
-    if n == 0:
-        return 0.0
-    x = pcm.astype(np.float64).reshape(-1) / 32768.0
-    # Goertzel is a single-bin DFT; with numpy the direct form is faster than the recurrence.
-    k = np.arange(n)
-    w = 2 * np.pi * freq_hz / sample_rate
-    re = float(np.dot(x, np.cos(w * k)))
-    im = float(np.dot(x, np.sin(w * k)))
-    amplitude = 2 * math.hypot(re, im) / n
-    return amplitude * amplitude / 2
-
-
-class OnsetDetector:
-    """Energy on/off edges in a stream of audio chunks.
-
-    Each chunk is split into 10 ms windows; a window's time is the chunk's ``t_ns`` (time of its
-    first sample, e.g. receipt time) plus its offset. An onset is the first window at or above
-    ``threshold_dbfs`` after quiet; an offset is the first quiet window of a run of ≥ ``hold_ms``.
-    """
-
-    def __init__(self, threshold_dbfs: float = -40.0, hold_ms: float = 60.0) -> None:
-        self.threshold_dbfs = threshold_dbfs
-        self.hold_ns = int(hold_ms * 1e6)
-        self.onsets: list[int] = []
-        self.offsets: list[int] = []
-        self.active = False
-        self._quiet_since: int | None = None
-
-    def feed(self, audio: AudioFrame | np.ndarray, t_ns: int | None = None, sample_rate: int | None = None) -> None:
-        """Feed an AudioFrame (any layout: channels averaged) or mono int16 samples."""
-        if t_ns is None:
-            t_ns = time.perf_counter_ns()
-        if isinstance(audio, AudioFrame):
-            sample_rate = audio.sample_rate
-            pcm = audio.to_ndarray()
-            channels = len(audio.layout.channels)
-            if audio.format.is_planar:
-                pcm = pcm.mean(axis=0) if channels > 1 else pcm.reshape(-1)
-            else:
-                pcm = pcm.reshape(-1, channels).mean(axis=1) if channels > 1 else pcm.reshape(-1)
-            if audio.format.name not in ("s16", "s16p"):
-                pcm = pcm * 32767.0  # float formats
-        else:
-            if sample_rate is None:
-                raise ValueError("sample_rate is required for raw sample arrays")
-            pcm = np.asarray(audio).reshape(-1)
-        win = max(1, sample_rate // 100)
-        for start in range(0, pcm.size, win):
-            window = pcm[start : start + win]
-            self._window(level_dbfs(window) >= self.threshold_dbfs, t_ns + start * 1_000_000_000 // sample_rate)
-
-    def _window(self, loud: bool, t: int) -> None:
-        if loud:
-            self._quiet_since = None
-            if not self.active:
-                self.active = True
-                self.onsets.append(t)
-            return
-        if not self.active:
-            return
-        if self._quiet_since is None:
-            self._quiet_since = t
-        elif t - self._quiet_since >= self.hold_ns:
-            self.active = False
-            self.offsets.append(self._quiet_since)
-            self._quiet_since = None

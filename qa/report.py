@@ -8,17 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.qa.measure import STAGE_LABELS, STAGES, percentile
+from qa.measure import STAGE_LABELS, STAGES, percentile
 
-STAGE_COLORS = {
-    "uplink": "#8da0cb",
-    "endpointing": "#fc8d62",
-    "stt": "#66c2a5",
-    "llm": "#e78ac3",
-    "tts": "#a6d854",
-    "server_to_frame": "#ffd92f",
-    "transport": "#b3b3b3",
-}
+PALETTE = ("#8da0cb", "#fc8d62", "#66c2a5", "#e78ac3", "#a6d854", "#ffd92f", "#b3b3b3", "#e5c494")
+STAGE_COLORS = dict(zip(STAGES, PALETTE))
 
 
 def _fmt(v: Any) -> str:

@@ -12,27 +12,21 @@ import collections
 import contextlib
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
-from media.tones import PacedAudioSource
-
-from server.qa.measure import (
-    ClockAlignment,
-    ReceivedAudioMonitor,
-    SpeechSpan,
-    detect_speech_span,
-    match_server_turn,
-    server_overhead_ms,
-    server_stage_sum_ms,
-    stage_breakdown,
-    summarize_run,
-)
+from media.settings import MediaSettings
+from qa.audio import Clip, WavFileTrack, load_wav
+from qa.client import LivecoachClient
+from qa.detect import ReceivedAudioMonitor
+from qa.measure import ClockAlignment, SpeechSpan, detect_speech_span, ms_between, percentile, summarize_run
+from qa.results import SessionResult, TurnResult, join_server_turns
 
 Progress = Callable[[str], None]
 
@@ -69,99 +63,9 @@ class QaConfig:
             detect_speech_span(p)  # raises ValueError with the file's problem
 
 
-@dataclass(slots=True)
-class SessionResult:
-    session: int
-    room: str
-    user: str
-    session_id: str | None = None
-    connect_ms: float | None = None  # join sent → peer connected
-    first_audio_ms: float | None = None  # join sent → first received audio frame
-    send_lag_max_ms: float | None = None  # worst lateness of our mic track (client overloaded?)
-    join_ms: float | None = None
-    greeting: bool = False
-    packets_lost: int | None = None
-    error: str | None = None
-    turns: list[dict[str, Any]] = field(default_factory=list)
-    token: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"session": self.session, "room": self.room, "user": self.user, "session_id": self.session_id,
-                "connect_ms": self.connect_ms,
-                "first_audio_ms": self.first_audio_ms, "send_lag_max_ms": self.send_lag_max_ms, "join_ms": self.join_ms, "greeting": self.greeting,
-                "packets_lost": self.packets_lost, "error": self.error, "turns": len(self.turns)}
-
-
 def _is_loopback(url: str) -> bool:
     """Same-machine server: gather only 127.0.0.1 candidates (aioice skips loopback otherwise)."""
-    from urllib.parse import urlsplit
-
     return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
-
-
-def _ms(a: int | None, b: int | None) -> float | None:
-    return None if a is None or b is None else round((a - b) / 1e6, 1)
-
-
-# ---- the client's microphone ------------------------------------------------------------------------
-
-
-class PromptTrack(PacedAudioSource):
-    """Paced 20 ms mono frames of queued prompts, silence in between.
-
-    For each played file it records when the frames holding the speech onset and offset actually
-    left recv() (not start + offset: after an event-loop stall the sender bursts to catch up, and
-    the computed time would be wrong). ``max_lag_ms`` = worst lateness vs the real-time schedule.
-    """
-
-    def __init__(self, sample_rate: int = 48_000) -> None:
-        super().__init__(sample_rate)
-        self._queue: collections.deque[_Clip] = collections.deque()
-        self._clip: _Clip | None = None
-        self.clips: list[_Clip] = []
-
-    def play(self, pcm: np.ndarray, span: SpeechSpan) -> "_Clip":
-        rate = self.sample_rate
-        clip = _Clip(pcm=pcm, onset=int(span.onset_s * rate), offset=int(span.offset_s * rate))
-        self._queue.append(clip)
-        self.clips.append(clip)
-        return clip
-
-    async def recv(self) -> AudioFrame:
-        await self._pace()
-        now = time.perf_counter_ns()
-        n, rate = self.samples_per_frame, self.sample_rate
-        pcm = np.zeros(n, dtype=np.int16)
-        filled = 0
-        while filled < n:
-            if self._clip is None:
-                if not self._queue:
-                    break
-                self._clip = self._queue.popleft()
-            clip = self._clip
-            take = min(n - filled, len(clip.pcm) - clip.pos)
-            pcm[filled : filled + take] = clip.pcm[clip.pos : clip.pos + take]
-            for name, mark in (("start_ns", 0), ("onset_ns", clip.onset), ("offset_ns", clip.offset)):
-                if getattr(clip, name) is None and clip.pos <= mark < clip.pos + take:
-                    setattr(clip, name, now + (filled + mark - clip.pos) * 1_000_000_000 // rate)
-            clip.pos += take
-            filled += take
-            if clip.pos >= len(clip.pcm):
-                clip.end_ns = now + filled * 1_000_000_000 // rate
-                self._clip = None
-        return self._frame(pcm)
-
-
-@dataclass(slots=True, eq=False)
-class _Clip:
-    pcm: np.ndarray
-    onset: int  # sample index of the speech onset / offset in the file
-    offset: int
-    pos: int = 0
-    start_ns: int | None = None  # when the frame holding that sample left recv() (+ its position)
-    onset_ns: int | None = None
-    offset_ns: int | None = None
-    end_ns: int | None = None
 
 
 _PROMPTS: dict[str, np.ndarray] = {}
@@ -170,9 +74,9 @@ _PROMPTS: dict[str, np.ndarray] = {}
 async def _load_prompt(path: str) -> np.ndarray:
     """48 kHz mono int16 of a prompt, decoded once per file in a worker thread (PyAV)."""
     if path not in _PROMPTS:
-        from media.tones import load_wav_48k_mono
 
-        _PROMPTS[path] = await asyncio.get_running_loop().run_in_executor(None, load_wav_48k_mono, path)
+
+        _PROMPTS[path] = await asyncio.get_running_loop().run_in_executor(None, load_wav, path)
     return _PROMPTS[path]
 
 
@@ -250,8 +154,8 @@ class SessionProbe:
         room = f"{cfg.room_prefix}qa-{run_id}-{index}"
         self.result = SessionResult(session=index, room=room, user=f"qa-{run_id}-{index}")
         self.monitor = ReceivedAudioMonitor()
-        self.client: Any = None
-        self.track: Any = None
+        self.client: LivecoachClient | None = None
+        self.track: WavFileTrack | None = None
         self._reader: asyncio.Task[None] | None = None
         self.phase = "starting"  # for error messages: what we were waiting for
 
@@ -284,24 +188,21 @@ class SessionProbe:
         return self.result
 
     async def _connect(self, http: aiohttp.ClientSession) -> None:
-        from media.settings import MediaSettings
-        from server.client import LivecoachClient
-
         r = self.result
         r.token = await get_token(http, self.cfg, r.room, r.user)
         t_join = time.perf_counter_ns()
         self.client = LivecoachClient(media=MediaSettings(ice_loopback_only=_is_loopback(self.cfg.url)),
                                       name=f"qa{self.index}")
         joined = await self.client.connect(self.cfg.url, r.token, scenario=self.cfg.scenario)
-        r.join_ms = _ms(time.perf_counter_ns(), t_join)
+        r.join_ms = ms_between(time.perf_counter_ns(), t_join)
         r.session_id = (joined or {}).get("session_id") or getattr(self.client, "session_id", None)
-        self.track = PromptTrack()
+        self.track = WavFileTrack()
         await self.client.publish(audio=self.track)
-        r.connect_ms = _ms(time.perf_counter_ns(), t_join)
+        r.connect_ms = ms_between(time.perf_counter_ns(), t_join)
         remote = await self._remote_audio_track()
         self._reader = asyncio.create_task(self._read(remote), name=f"qa-read-{self.index}")
         first = await self.monitor.wait(lambda: self.monitor.first_frame_ns, self.cfg.reply_timeout_s)
-        r.first_audio_ms = _ms(first, t_join)
+        r.first_audio_ms = ms_between(first, t_join)
         self.progress(f"session {self.index}: connected in {r.connect_ms:.0f} ms, first audio after "
                       f"{r.first_audio_ms:.0f} ms (room {r.room})")
 
@@ -332,54 +233,54 @@ class SessionProbe:
         self.result.greeting = True
         await mon.wait_quiet(self.cfg.settle_ms, self.cfg.reply_timeout_s)
 
-    async def _play(self, path: str) -> _Clip:
+    async def _play(self, path: str) -> Clip:
         """Queue a prompt on our track (it starts within one frame)."""
+        assert self.track is not None
         pcm = await _load_prompt(path)
-        return self.track.play(pcm, detect_speech_span(path))
+        span = detect_speech_span(path)
+        return self.track.play_clip(pcm, span.onset_s, span.offset_s)
 
-    async def _mark(self, clip: _Clip, name: str, timeout_s: float) -> int:
+    async def _mark(self, clip: Clip, name: str, timeout_s: float) -> int:
         """Wait until the clip's ``name`` sample (onset_ns/offset_ns) has left our track."""
         return await self.monitor.wait(lambda: getattr(clip, name), timeout_s)
 
-    async def _turn(self, turn: int, prompt: str) -> dict[str, Any]:
+    async def _turn(self, turn: int, prompt: str) -> TurnResult:
         cfg, mon = self.cfg, self.monitor
         span: SpeechSpan = detect_speech_span(prompt)
-        rec: dict[str, Any] = {"session": self.index, "turn": turn, "prompt": prompt, "error": None,
-                               "latency_ms": None, "bargein_ms": None, "early_reply": False}
+        rec = TurnResult(session=self.index, turn=turn, prompt=prompt)
         if mon.speaking:  # still hearing the previous reply: wait for it to end
             await mon.wait_quiet(cfg.settle_ms, cfg.reply_timeout_s)
         clip = await self._play(prompt)
         speech_onset = await self._mark(clip, "onset_ns", span.duration_s + 5)
         speech_end = await self._mark(clip, "offset_ns", span.duration_s + 5)
-        rec["speech_end_ns"] = speech_end
+        rec.speech_end_ns = speech_end
         try:
             heard = await mon.wait_onset(speech_end, cfg.reply_timeout_s + span.duration_s)
         except TimeoutError:
-            rec["error"] = f"no reply audio within {cfg.reply_timeout_s:.0f} s of speech end"
+            rec.error = f"no reply audio within {cfg.reply_timeout_s:.0f} s of speech end"
             return rec
-        rec["early_reply"] = any(speech_onset <= s.onset_ns < speech_end for s in mon.segments)
-        rec["heard_ns"] = heard
-        rec["latency_ms"] = _ms(heard, speech_end)
+        rec.early_reply = any(speech_onset <= s.onset_ns < speech_end for s in mon.segments)
+        rec.heard_ns = heard
+        rec.latency_ms = ms_between(heard, speech_end)
         if cfg.barge_in:
             await self._barge_in(rec, heard)
         try:
             quiet_from = await mon.wait_quiet(cfg.settle_ms, cfg.reply_timeout_s * 2)
         except TimeoutError:
             quiet_from = time.perf_counter_ns()
-            rec["error"] = rec["error"] or "reply never went quiet"
-        rec["reply_end_ns"] = quiet_from
+            rec.error = rec.error or "reply never went quiet"
+        rec.reply_end_ns = quiet_from
         # Holes/gaps only inside replies: a barge-in turn has two (cut reply, answer to the talk-over).
         windows = [(heard, quiet_from)]
-        if rec.get("bargein_stop_ns") is not None:
-            windows = [(heard, rec["bargein_stop_ns"])]
-            if rec.get("bargein_reply_ms") is not None:
-                windows.append((rec["bargein_speech_end_ns"] + int(rec["bargein_reply_ms"] * 1e6), quiet_from))
+        if rec.bargein_stop_ns is not None:
+            windows = [(heard, rec.bargein_stop_ns)]
+            if rec.bargein_reply_ms is not None and rec.bargein_speech_end_ns is not None:
+                windows.append((rec.bargein_speech_end_ns + int(rec.bargein_reply_ms * 1e6), quiet_from))
         for a, b in windows:
-            for k, v in mon.window_stats(a, b).items():
-                rec[k] = round(rec.get(k, 0) + v, 1)
+            rec.add_window(mon.window_stats(a, b))
         return rec
 
-    async def _barge_in(self, rec: dict[str, Any], heard: int) -> None:
+    async def _barge_in(self, rec: TurnResult, heard: int) -> None:
         cfg, mon = self.cfg, self.monitor
         assert cfg.barge_in is not None
         span = detect_speech_span(cfg.barge_in)
@@ -389,34 +290,34 @@ class SessionProbe:
         if wait > 0:
             await asyncio.sleep(wait)
         if not mon.speaking:
-            rec["bargein_error"] = "reply ended before the barge-in"
+            rec.bargein_error = "reply ended before the barge-in"
             return
         clip = await self._play(cfg.barge_in)
         onset = await self._mark(clip, "onset_ns", span.duration_s + 5)
-        rec["bargein_onset_ns"] = onset
+        rec.bargein_onset_ns = onset
         try:
             stop = await mon.wait_offset(onset, cfg.reply_timeout_s)
         except TimeoutError:
-            rec["bargein_error"] = "reply kept playing over the barge-in"
+            rec.bargein_error = "reply kept playing over the barge-in"
             return
-        rec["bargein_stop_ns"] = stop
-        rec["bargein_ms"] = _ms(stop, onset)
+        rec.bargein_stop_ns = stop
+        rec.bargein_ms = ms_between(stop, onset)
         # The talk-over is a user turn of its own: wait for the customer's answer to it, so the
         # next turn starts from a quiet line (and its record lands in the server's log).
         end = await self._mark(clip, "offset_ns", span.duration_s + 5)
-        rec["bargein_speech_end_ns"] = end
+        rec.bargein_speech_end_ns = end
         try:
             again = await mon.wait_onset(end, cfg.reply_timeout_s)
-            rec["bargein_reply_ms"] = _ms(again, end)
+            rec.bargein_reply_ms = ms_between(again, end)
         except TimeoutError:
-            rec["bargein_reply_ms"] = None
+            rec.bargein_reply_ms = None
 
-    def _report_turn(self, rec: dict[str, Any]) -> None:
-        if rec.get("error"):
-            self.progress(f"session {self.index} turn {rec['turn']}: ERROR {rec['error']}")
+    def _report_turn(self, rec: TurnResult) -> None:
+        if rec.error:
+            self.progress(f"session {self.index} turn {rec.turn}: ERROR {rec.error}")
             return
-        extra = f", barge-in stop {rec['bargein_ms']:.0f} ms" if rec.get("bargein_ms") is not None else ""
-        self.progress(f"session {self.index} turn {rec['turn']}: heard reply {rec['latency_ms']:.0f} ms "
+        extra = f", barge-in stop {rec.bargein_ms:.0f} ms" if rec.bargein_ms is not None else ""
+        self.progress(f"session {self.index} turn {rec.turn}: heard reply {rec.latency_ms or 0:.0f} ms "
                       f"after speech end{extra}")
 
     async def _packets_lost(self) -> int | None:
@@ -447,54 +348,6 @@ class SessionProbe:
 # ---- a whole run -----------------------------------------------------------------------------------
 
 
-def _join_server_turns(results: list[SessionResult], server_events: dict[int, list[dict[str, Any]]],
-                       clock: ClockAlignment) -> None:
-    for res in results:
-        events = server_events.get(res.session, [])
-        turns = [e for e in events if e.get("type", "turn") == "turn"]
-        interruptions = [e for e in events if e.get("type") == "interruption"]
-        used: set[int] = set()
-        for rec in res.turns:
-            if rec.get("bargein_onset_ns") is not None:
-                rec["bargein_server"] = _match_interruption(rec["bargein_onset_ns"], interruptions, clock)
-            srv = None
-            if rec.get("speech_end_ns") is not None:
-                # Wide window: under load the server's view of the speech end lags by seconds.
-                srv = match_server_turn(rec["speech_end_ns"], turns, used, clock.offset_ns, window_ns=8_000_000_000)
-            rec["server"] = srv
-            if srv is None or rec.get("error"):
-                rec["stages_ms"] = None
-                rec["server_sum_ms"] = rec["server_overhead_ms"] = None
-                continue
-            rec["stages_ms"] = stage_breakdown(rec["speech_end_ns"], rec.get("heard_ns"), srv, clock.offset_ns)
-            rec["server_sum_ms"] = server_stage_sum_ms(srv)
-            rec["server_overhead_ms"] = server_overhead_ms(srv)
-
-
-def _match_interruption(onset_ns: int, interruptions: list[dict[str, Any]],
-                        clock: ClockAlignment) -> dict[str, Any] | None:
-    """Server view of one barge-in: when it decided to stop, when its last reply frame left."""
-    best = None
-    for e in interruptions:
-        if e.get("user_onset_ns") is None:
-            continue
-        d = abs(int(e["user_onset_ns"]) - clock.offset_ns - onset_ns)
-        if d < 2_000_000_000 and (best is None or d < best[0]):
-            best = (d, e)
-    if best is None:
-        return None
-    e = best[1]
-    shift = clock.offset_ns
-    return {
-        "server_onset_ms": _ms(int(e["user_onset_ns"]) - shift, onset_ns),
-        "decision_ms": _ms(int(e["decision_ns"]) - shift, onset_ns) if e.get("decision_ns") else None,
-        "last_reply_frame_ms": (_ms(int(e["last_reply_frame_ns"]) - shift, onset_ns)
-                                if e.get("last_reply_frame_ns") else None),
-        "flushed_ms": e.get("flushed_ms"),
-        "false_interruption": e.get("false_interruption"),
-    }
-
-
 class LoopLag:
     """Event-loop lag of the client process: if this is high, the client (not the server) is slow."""
 
@@ -517,8 +370,6 @@ class LoopLag:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        from server.qa.measure import percentile
-
         p99 = percentile(self.samples, 99)
         return {"loop_lag_p99_ms": None if p99 is None else round(p99, 1),
                 "loop_lag_max_ms": round(max(self.samples), 1) if self.samples else None}
@@ -557,8 +408,8 @@ async def run_qa(cfg: QaConfig, progress: Progress | None = None) -> dict[str, A
             client_health = await lag.stop()
         results = [p.result for p in probes]
         server_turns = await collect_server_turns(http, cfg.url, results, say)
-    _join_server_turns(results, server_turns, clock)
-    turns = [t for r in results for t in r.turns]
+    join_server_turns(results, server_turns, clock)
+    turns = [t.as_dict() for r in results for t in r.turns]
     sessions = [r.as_dict() for r in results]
     return {
         "run_id": run_id,
