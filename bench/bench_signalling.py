@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT))
 from media.peer import set_jitter_prefetch  # noqa: E402
 from media.settings import MediaSettings  # noqa: E402
 from qa.audio import SyntheticVideoTrack, ToneTrack  # noqa: E402
+from qa.client import LivecoachClient  # noqa: E402
 from qa.detect import ReceivedAudioMonitor, tone_power  # noqa: E402
 from server.auth import issue_token  # noqa: E402
-from qa.client import LivecoachClient  # noqa: E402
 from tests.test_multiprocess import SECRET, ServerProcess, wipe_keys  # noqa: E402
 
 

@@ -61,7 +61,8 @@ class ReceivedAudioMonitor:
     """Energy on/off edges of received audio: an onset is the first voiced frame/window after quiet;
     an offset is where a quiet run of at least ``hold_ms`` began.
 
-    Fed per received frame (``feed``) or per 10 ms window of any chunk (``feed_audio``). Keeps a compact frame log (arrival time, voiced) so per-turn analysis (holes, gaps) is a pure
+    Fed per received frame (``feed``) or per 10 ms window of any chunk (``feed_audio``). Keeps a
+    compact frame log (arrival time, voiced) so per-turn analysis (holes, gaps) is a pure
     function over a time window, and lets coroutines wait for onsets/offsets/quiet.
     """
 

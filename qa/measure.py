@@ -7,12 +7,9 @@ same machine, which lets us join client timings with the server's stage timestam
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import math
-import wave
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -21,7 +18,6 @@ from coach.turn_stages import END_FIELD, STAGE_NAMES, START_FIELD, stage_ms
 from coach.turn_stages import STAGES as SERVER_STAGES
 from qa.audio import OUT_RATE, load_wav
 from qa.detect import DEFAULT_ON_DBFS
-
 
 # ---- prompt files ----------------------------------------------------------------------------
 

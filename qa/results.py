@@ -9,8 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from qa.measure import ClockAlignment, match_server_turn, ms_between, server_overhead_ms, server_stage_sum_ms
-from qa.measure import stage_breakdown
+from qa.measure import (
+    ClockAlignment,
+    match_server_turn,
+    ms_between,
+    server_overhead_ms,
+    server_stage_sum_ms,
+    stage_breakdown,
+)
 
 WINDOW_KEYS = ("frames", "underruns", "underrun_ms", "holes", "hole_ms")
 

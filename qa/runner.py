@@ -8,7 +8,6 @@ the server's per-turn stage timestamps (GET /api/sessions/{sid}/turns) are joine
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import time
 import uuid
@@ -19,7 +18,6 @@ from urllib.parse import urlsplit
 import aiohttp
 import numpy as np
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
 
 from media.settings import MediaSettings
 from qa.audio import Clip, WavFileTrack, load_wav
@@ -328,7 +326,8 @@ class SessionProbe:
             report = await asyncio.wait_for(pc.getStats(), 2.0)
         except Exception:  # stats are best effort; the session result stands without them
             return None
-        lost = [int(getattr(s, "packetsLost", 0) or 0) for s in report.values() if getattr(s, "type", "") == "inbound-rtp"]
+        lost = [int(getattr(s, "packetsLost", 0) or 0) for s in report.values()
+                if getattr(s, "type", "") == "inbound-rtp"]
         return sum(lost) if lost else 0
 
     async def close(self) -> None:

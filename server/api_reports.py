@@ -7,7 +7,6 @@ older or interrupted records the report is rebuilt from the stored event log on 
 from __future__ import annotations
 
 import asyncio
-
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,9 @@ from coach.progress import metrics_csv, progress, sessions_csv
 from coach.report import build_report, render_report_html
 from coach.scenarios import Scenario
 from server.auth import ID_PATTERN
-from server.state import ApiError, json_error, session_or_404, state_of, store_of
 from server.practice import load_session_scenario, recordings_dir
 from server.protocol import ProtocolError
+from server.state import ApiError, json_error, session_or_404, state_of, store_of
 
 MAX_PROGRESS_SESSIONS = 500
 

@@ -25,9 +25,9 @@ from coach.agent import CustomerAgent
 from coach.alerts import LiveAlerts
 from coach.contracts import ProviderError
 from coach.providers.factory import Providers, build_providers
-from coach.settings import ProviderSettings
 from coach.report import build_report
 from coach.scenarios import Scenario, ScenarioError, get_scenario
+from coach.settings import ProviderSettings
 from coach.vad import SileroVad, SpeechEnd, SpeechStart, VadSegmenter
 from media.inbound import InboundAudio
 from media.outbound import PacedAudioTrack

@@ -216,7 +216,8 @@ async def _on_text(conn: Connection, state: AppState, router: Router, text: str)
         msg = parse_client_message(text, settings)
     except ProtocolError as exc:
         conn.error(exc.reason, exc.message, exc.ref)
-        if exc.reason == "too_large" and len(text.encode("utf-8", "surrogatepass")) > settings.server.max_ws_message_bytes:
+        oversize = len(text.encode("utf-8", "surrogatepass")) > settings.server.max_ws_message_bytes
+        if exc.reason == "too_large" and oversize:
             conn.drop(1009, "too_large")  # an oversize frame ends the connection; a big SDP alone does not
         return
     ref = getattr(msg, "id", None)

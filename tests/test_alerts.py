@@ -198,7 +198,6 @@ def test_snapshot_for_live_metrics() -> None:
 
 def test_real_scenario_overrides_and_zh_keywords() -> None:
     from coach.scenarios import load_scenarios
-
     from tests.test_analytics import ROOT
 
     scenario = load_scenarios(ROOT / "configs" / "scenarios")["price-haggler-zh"]

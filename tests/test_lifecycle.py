@@ -11,9 +11,9 @@ import pytest
 
 from coach.contracts import TurnRecord
 from qa.audio import ToneTrack
+from qa.client import ClientError, LivecoachClient
 from server.app import STATE, make_app
 from server.auth import issue_token
-from qa.client import ClientError, LivecoachClient
 from server.settings import load_settings
 
 SECRET = "lifecycle-test-secret"

@@ -24,8 +24,8 @@ import redis.asyncio as aioredis
 
 from media.settings import MediaSettings
 from qa.audio import SyntheticVideoTrack, ToneTrack, decode_frame_counter, tone_power
-from server.auth import issue_token
 from qa.client import LivecoachClient
+from server.auth import issue_token
 from server.store import RedisStore
 
 ROOT = Path(__file__).resolve().parent.parent

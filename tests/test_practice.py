@@ -17,10 +17,10 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from qa.audio import WavFileTrack
+from qa.client import ClientError, LivecoachClient
 from qa.detect import ReceivedAudioMonitor
 from server.app import make_app
 from server.auth import issue_token
-from qa.client import ClientError, LivecoachClient
 from server.practice import CoachHooks
 from server.settings import Settings, load_settings
 from tests.fakes.openai_server import FakeOpenAI

@@ -11,9 +11,9 @@ import pytest
 from aiortc.mediastreams import MediaStreamTrack
 
 from qa.audio import SyntheticVideoTrack, ToneTrack, decode_frame_counter, tone_power
+from qa.client import ClientError, LivecoachClient
 from server.app import make_app
 from server.auth import issue_token
-from qa.client import ClientError, LivecoachClient
 from server.settings import load_settings
 
 SECRET = "shadow-test-secret"

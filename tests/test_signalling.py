@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from qa.audio import ToneTrack
+from qa.client import ClientError, LivecoachClient
 from server.app import make_app
 from server.auth import issue_token
-from qa.client import ClientError, LivecoachClient
 from server.settings import Settings, load_settings
 
 SECRET = "signalling-test-secret"

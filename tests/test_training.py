@@ -11,9 +11,9 @@ import pytest
 
 from coach.report import build_report
 from qa.audio import SyntheticVideoTrack, WavFileTrack
+from qa.client import LivecoachClient
 from server.app import make_app
 from server.auth import issue_token
-from qa.client import LivecoachClient
 from server.practice import CoachHooks
 from server.settings import Settings
 from server.store import open_store

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import av
 
-from qa.audio import SyntheticVideoTrack
 from media.video_recorder import VideoRecorder
+from qa.audio import SyntheticVideoTrack
 
 
 async def test_video_is_recorded_to_a_playable_mp4(tmp_path: Path) -> None:
