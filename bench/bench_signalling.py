@@ -124,7 +124,7 @@ async def one_run(cluster: Cluster, media: MediaSettings) -> dict[str, float]:
         await streamer.publish(audio=tone, video=video, recv_audio=True)
         streamer_ms = (time.perf_counter_ns() - t0) / 1e6
         tasks.append(asyncio.create_task(drain(streamer.received_audio)))
-        tone.on = True
+        tone.sounding = True
 
         t0 = time.perf_counter_ns()
         await mentor.connect(cluster.b.url, mn_token)

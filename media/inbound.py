@@ -85,6 +85,8 @@ class InboundAudio:
                 except MediaStreamError:
                     break
                 t_ns = time.perf_counter_ns()
+                if not isinstance(frame, AudioFrame):
+                    continue  # an audio track yields AudioFrames; aiortc's type says Frame | Packet
                 self._count(frame, t_ns)
                 pcm = self._convert(frame)
                 if pcm.size == 0:

@@ -46,7 +46,7 @@ def set_jitter_prefetch(n: int) -> None:
         raise ValueError(f"jitter prefetch must be 1..16 packets, got {n!r}")
     _audio_prefetch = int(n)
     if _rtcrtpreceiver.JitterBuffer is not _PrefetchJitterBuffer:
-        _rtcrtpreceiver.JitterBuffer = _PrefetchJitterBuffer
+        _rtcrtpreceiver.JitterBuffer = _PrefetchJitterBuffer  # type: ignore[misc]  # the pinned patch
 
 
 def get_jitter_prefetch() -> int:
@@ -60,7 +60,7 @@ def _loopback_host_addresses(**_kwargs: Any) -> list[str]:
 
 def use_loopback_ice() -> None:
     """Gather only 127.0.0.1 host candidates (aioice normally skips loopback). Idempotent."""
-    aioice.ice.get_host_addresses = _loopback_host_addresses
+    aioice.ice.get_host_addresses = _loopback_host_addresses  # type: ignore[assignment]  # keyword-only shim
 
 
 def create_peer_connection(settings: MediaSettings) -> RTCPeerConnection:

@@ -6,7 +6,7 @@ import asyncio
 import fractions
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal, cast
 
 import av
 import numpy as np
@@ -117,9 +117,11 @@ class SwitchableTrack(MediaStreamTrack):
     async def _recv_from(self, source: MediaStreamTrack) -> AudioFrame | VideoFrame | None:
         loop = asyncio.get_running_loop()
         self._switched = loop.create_future()
-        pending = asyncio.ensure_future(source.recv())
+        # aiortc types recv() as Frame | Packet; a media track's frames are Audio/VideoFrames
+        pending = cast("asyncio.Future[AudioFrame | VideoFrame]", asyncio.ensure_future(source.recv()))
+        waiting: set[asyncio.Future[Any]] = {pending, self._switched}
         try:
-            await asyncio.wait({pending, self._switched}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             pending.cancel()
             raise

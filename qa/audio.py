@@ -63,7 +63,8 @@ class PacedAudioSource(MediaStreamTrack):
 
 
 class ToneTrack(PacedAudioSource):
-    """Sine tone that can be switched on/off; ``onsets_ns`` = when each burst's first frame left recv()."""
+    """Sine tone switched by ``sounding`` (not ``on``: that is the track's event-emitter method);
+    ``onsets_ns`` = when each burst's first frame left recv()."""
 
     def __init__(self, freq_hz: float = 440.0, sample_rate: int = OUT_RATE, amplitude: float = 0.3) -> None:
         super().__init__(sample_rate)
@@ -71,7 +72,7 @@ class ToneTrack(PacedAudioSource):
             raise ValueError("amplitude must be in (0, 1]")
         self.freq_hz = freq_hz
         self.amplitude = amplitude
-        self.on = False
+        self.sounding = False
         self.onsets_ns: list[int] = []
         self.offsets_ns: list[int] = []
         self._was_on = False
@@ -80,15 +81,15 @@ class ToneTrack(PacedAudioSource):
     async def play_bursts(self, count: int, on_s: float, off_s: float) -> None:
         """``count`` bursts of ``on_s`` seconds, ``off_s`` apart (onsets land in ``onsets_ns``)."""
         for _ in range(count):
-            self.on = True
+            self.sounding = True
             await asyncio.sleep(on_s)
-            self.on = False
+            self.sounding = False
             await asyncio.sleep(off_s)
 
     async def recv(self) -> AudioFrame:
         await self._pace()
         n = self.samples_per_frame
-        if self.on:
+        if self.sounding:
             t = (np.arange(self._phase, self._phase + n)) / self.sample_rate
             pcm = (np.sin(2 * np.pi * self.freq_hz * t) * self.amplitude * 32767).astype(np.int16)
             self._phase += n
@@ -96,11 +97,11 @@ class ToneTrack(PacedAudioSource):
             pcm = np.zeros(n, dtype=np.int16)
             self._phase = 0
         now = time.perf_counter_ns()
-        if self.on and not self._was_on:
+        if self.sounding and not self._was_on:
             self.onsets_ns.append(now)
-        elif not self.on and self._was_on:
+        elif not self.sounding and self._was_on:
             self.offsets_ns.append(now)
-        self._was_on = self.on
+        self._was_on = self.sounding
         return self._frame(pcm)
 
 

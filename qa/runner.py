@@ -136,7 +136,7 @@ async def fetch_server_turns(http: aiohttp.ClientSession, url: str, session_id: 
             raise RuntimeError(f"GET /api/sessions/{session_id}/turns: HTTP {r.status}")
         body = await r.json()
     events = body.get("turns", body.get("events", [])) if isinstance(body, dict) else body
-    return [e for e in events if isinstance(e, dict)]
+    return [e for e in events or [] if isinstance(e, dict)]
 
 
 # ---- one session ---------------------------------------------------------------------------------
@@ -206,8 +206,9 @@ class SessionProbe:
 
     async def _remote_audio_track(self) -> Any:
         """The server's audio track (set by the client's 'track' event during negotiation)."""
+        assert self.client is not None
         deadline = time.monotonic() + 5.0
-        while getattr(self.client, "received_audio", None) is None:
+        while self.client.received_audio is None:
             if time.monotonic() > deadline:
                 raise RuntimeError("the server sent no audio track")
             await asyncio.sleep(0.02)

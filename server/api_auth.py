@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from server.auth import TokenClaims, TokenError, verify_token
 from server.state import json_error, store_of
@@ -72,7 +73,7 @@ def reader_claims(request: web.Request, secret: str) -> TokenClaims | None:
     return claims if claims.role in READ_ALL_ROLES else None
 
 
-def make_api_auth(secret: str, open_api: bool) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def make_api_auth(secret: str, open_api: bool) -> Middleware:
     @web.middleware  # on the /api/ sub-app only
     async def api_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if open_api or request.path in OPEN_PATHS:

@@ -33,7 +33,7 @@ def _scenario_or_none(request: web.Request, scenario_id: str | None) -> Scenario
 
 
 async def _report(request: web.Request, record: dict[str, Any]) -> dict[str, Any]:
-    report = record.get("report")
+    report: dict[str, Any] | None = record.get("report")
     if report is None:
         events = await store_of(request).events(record["session_id"])
         scenario = _scenario_or_none(request, record.get("scenario"))

@@ -305,18 +305,19 @@ class CoachHooks:
         return self._vad
 
     async def attach(self, ctx: MediaContext) -> PracticeSession | StreamAnalysis | None:
+        session: PracticeSession | StreamAnalysis
         if ctx.role == "trainee":
             scenario = load_session_scenario(ctx.settings, ctx.scenario)
             providers = build_providers(ctx.settings.coach.providers, scenario)
             session = PracticeSession(ctx, scenario, providers, self._shared_vad())
         elif ctx.role == "streamer":
-            scenario = load_session_scenario(ctx.settings, ctx.scenario) if ctx.scenario else None
+            shown = load_session_scenario(ctx.settings, ctx.scenario) if ctx.scenario else None
             try:
-                providers = build_providers(ctx.settings.coach.providers, scenario)
+                providers = build_providers(ctx.settings.coach.providers, shown)
             except Exception:  # noqa: BLE001 - analysis without transcripts is still useful
                 log.exception("streamer analysis: providers unavailable, VAD only")
                 providers = None
-            session = StreamAnalysis(ctx, scenario, providers, self._shared_vad())
+            session = StreamAnalysis(ctx, shown, providers, self._shared_vad())
         else:
             return None
         self._sessions.add(session)

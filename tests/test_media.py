@@ -133,9 +133,9 @@ async def test_set_jitter_prefetch_validates_and_is_idempotent():
 async def test_tone_a_to_b_arrives_at_16k_through_inbound_audio():
     tone = ToneTrack(freq_hz=440, amplitude=0.3)
     async with _Pair(tone) as pair:
-        tone.on = True
+        tone.sounding = True
         await asyncio.sleep(0.6)
-        tone.on = False
+        tone.sounding = False
         await asyncio.sleep(0.3)
         stats = dict(pair.inbound.stats)
     assert pair.detector.onsets, "no tone onset detected at B"
@@ -263,7 +263,7 @@ async def test_switchable_track_silence_source_silence():
     assert all(level_dbfs(f.to_ndarray()) == -np.inf for f in silent)
     assert {(f.samples, f.sample_rate, f.layout.name) for f in silent} == {(960, 48_000, "mono")}
     tone = ToneTrack(freq_hz=440)
-    tone.on = True
+    tone.sounding = True
     out.set_source(tone)
     loud = [await out.recv() for _ in range(5)]
     assert all(level_dbfs(f.to_ndarray()) > -20 for f in loud)
@@ -301,7 +301,7 @@ async def test_switchable_track_wakes_on_switch_while_source_stalls():
 async def test_switchable_track_over_peer_connection():
     out = SwitchableTrack("audio")
     tone = ToneTrack(freq_hz=440)
-    tone.on = True
+    tone.sounding = True
     async with _Pair(out) as pair:
         await asyncio.sleep(0.3)
         assert not pair.detector.onsets  # silence so far
@@ -342,9 +342,9 @@ async def test_shadow_relay_to_two_peer_connections():
     out1.set_source(relay.subscribe(tone))
     out2.set_source(relay.subscribe(tone))
     async with _Pair(out1) as p1, _Pair(out2) as p2:
-        tone.on = True
+        tone.sounding = True
         await asyncio.sleep(0.4)
-        tone.on = False
+        tone.sounding = False
         await asyncio.sleep(0.3)
     await relay.close()
     tone.stop()
@@ -424,7 +424,7 @@ async def test_recorder_from_live_inbound_and_outbound(tmp_path: Path):
     async with _Pair(tone) as pair:
         pair.inbound.on_pcm = rec.add_left  # trainee side
         consumer = asyncio.ensure_future(_drain(out, 0.8))
-        tone.on = True
+        tone.sounding = True
         out.push("r", (np.ones(48_000 // 4) * 5000).astype(np.int16).tobytes(), 48_000)
         out.end("r")
         await consumer

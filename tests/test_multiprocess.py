@@ -23,8 +23,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from media.settings import MediaSettings
-from qa.audio import SyntheticVideoTrack, ToneTrack, decode_frame_counter, tone_power
+from qa.audio import SyntheticVideoTrack, ToneTrack, decode_frame_counter
 from qa.client import LivecoachClient
+from qa.detect import tone_power
 from server.auth import issue_token
 from server.store import RedisStore
 
@@ -188,7 +189,7 @@ async def test_room_spans_two_processes_and_dies_with_its_owner(
         sessions.append(joined["session_id"])
         assert await redis.get(f"{PREFIX}:room:{room}:owner") == a.process_id
         await streamer.publish(audio=tone, video=video, recv_audio=True)
-        tone.on = True
+        tone.sounding = True
 
         # The mentor's socket is on B; B routes to A, the owner, over the Redis bus.
         m_joined = await mentor.connect(b.url, issue_token(SECRET, room, "mentor", mentor_user, 600))

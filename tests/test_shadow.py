@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamTrack
 
-from qa.audio import SyntheticVideoTrack, ToneTrack, decode_frame_counter, tone_power
+from qa.audio import SyntheticVideoTrack, ToneTrack, decode_frame_counter
 from qa.client import ClientError, LivecoachClient
+from qa.detect import tone_power
 from server.app import make_app
 from server.auth import issue_token
 from server.settings import load_settings
@@ -24,7 +25,7 @@ TONE_MIN = 0.005  # ToneTrack(amplitude 0.3) gives ~0.045 after Opus; silence gi
 
 def tone(freq_hz: float) -> ToneTrack:
     track = ToneTrack(freq_hz)
-    track.on = True  # ToneTrack starts silent
+    track.sounding = True  # ToneTrack starts silent
     return track
 
 

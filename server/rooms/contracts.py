@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -99,4 +99,4 @@ class RoomServices:
     outbox: Outbox
     peers: PeerCount
     tasks: TaskOwner  # manager-level tasks (a lost peer's removal outlives the peer's own tasks)
-    peer_lost: Callable[[ConnRef, str], Awaitable[None]]
+    peer_lost: Callable[[ConnRef, str], Coroutine[Any, Any, None]]

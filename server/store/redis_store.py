@@ -105,7 +105,9 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-def _client(url: str, timeout_s: float, name: str | None) -> aioredis.Redis:
+def _client(url: str, timeout_s: float, name: str | None) -> Any:
+    """A ``redis.asyncio.Redis`` with ``decode_responses=True`` (typed Any: redis-py's types
+    assume bytes | str everywhere, while this client only ever returns str)."""
     try:
         return aioredis.from_url(
             url,

@@ -103,6 +103,7 @@ class SqliteRecords:
             return []
         db = await self.open()
         order = "ORDER BY started_at DESC, session_id DESC LIMIT ?"
+        params: tuple[str | int, ...]
         if user is None:
             sql, params = f"SELECT data FROM sessions {order}", (limit,)
         else:
