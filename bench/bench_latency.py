@@ -84,7 +84,7 @@ asyncio.run(main(int(sys.argv[2])))
 
 
 def pin(cpus: set[int] | None):
-    """preexec_fn pinning a child to cores (notes: unpinned workers did worse at the same N)."""
+    """preexec_fn pinning a child to cores (unpinned workers did worse at the same N when measured)."""
     if not cpus:
         return None
     usable = cpus & os.sched_getaffinity(0)

@@ -9,7 +9,7 @@ process on one machine, which QA relies on).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
 import numpy as np
@@ -99,8 +99,6 @@ class TurnRecord:
     stage_ms: dict[str, float] = field(default_factory=dict)  # stt/llm/tts provider time
 
     def as_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return {"type": "turn", **asdict(self)}
 
 
@@ -119,8 +117,6 @@ class InterruptionRecord:
     resumed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return {"type": "interruption", **asdict(self)}
 
 

@@ -13,6 +13,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
 from coach.contracts import COACH_SAMPLE_RATE
+from coach.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class InboundAudio:
         self.on_pcm = on_pcm
         self.sample_rate = sample_rate
         self._resampler: av.AudioResampler | None = None
+        self._tasks = TaskOwner("inbound-audio")
         self._task: asyncio.Task[None] | None = None
         self._last_ns: int | None = None
         self._last_pts_end: int | None = None
@@ -57,20 +59,11 @@ class InboundAudio:
     def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("InboundAudio already started")
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="inbound-audio")
+        self._task = self._tasks.spawn(self._run(), "inbound-audio")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        if not task.done():
-            task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("inbound audio task failed")
+        self._task = None
+        await self._tasks.close()  # a failure was logged by the owner
 
     async def wait_ended(self) -> None:
         """Wait until the track ends (or stop() is called)."""

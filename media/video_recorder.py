@@ -20,6 +20,8 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from coach.tasks import TaskOwner
+
 log = logging.getLogger(__name__)
 
 _STOP = object()
@@ -35,7 +37,7 @@ class VideoRecorder:
         self.error: str | None = None
         self._queue: queue.Queue[Any] = queue.Queue(max_queue)
         self._thread = threading.Thread(target=self._encode_all, name=f"video-rec:{self.path.name}", daemon=True)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner(f"video-rec:{self.path.name}")
         self._t0_ns: int | None = None
 
     def start(self, track: MediaStreamTrack) -> None:
@@ -43,7 +45,7 @@ class VideoRecorder:
             raise ValueError(f"VideoRecorder needs a video track, got {track.kind!r}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._thread.start()
-        self._task = asyncio.get_running_loop().create_task(self._pump(track), name=f"video-pump:{self.path.name}")
+        self._tasks.spawn(self._pump(track), f"video-pump:{self.path.name}")
 
     async def _pump(self, track: MediaStreamTrack) -> None:
         try:
@@ -61,9 +63,7 @@ class VideoRecorder:
 
     async def stop(self) -> Path | None:
         """Stop reading, finish the file; returns its path, or None when nothing was recorded."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._tasks.close()
         if self._thread.is_alive():
             await asyncio.get_running_loop().run_in_executor(None, self._finish)
         return self.path if self.frames_written and self.error is None else None

@@ -23,7 +23,8 @@ import aiohttp
 
 from qa.measure import ClockAlignment, ms_between, summarize_run
 from qa.results import SessionResult, TurnResult, join_server_turns
-from qa.runner import Progress, QaConfig, collect_server_turns, get_token, measure_clock
+from qa.runner import QaConfig
+from qa.server_api import Progress, collect_server_turns, get_token, measure_clock
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
@@ -177,7 +178,7 @@ async def _browser_session(browser: Any, cfg: QaConfig, index: int, run_id: str,
     context = await browser.new_context()
     try:
         page = await context.new_page()
-        res.token = await get_token(http, cfg, room, res.user)
+        res.token = await get_token(http, cfg.url, cfg.secret, room, res.user)
         await page.goto(f"{cfg.url}/healthz")  # any same-origin page: a secure context for getUserMedia
         await page.evaluate(PAGE_JS)
         ws_url = "ws" + cfg.url[4:] + "/ws"

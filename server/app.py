@@ -86,7 +86,4 @@ async def _close_websockets(app: web.Application) -> None:
 
 
 async def _cancel_connection_writers(state: AppState) -> None:
-    writers = [c.writer for c in list(state.connections)]
-    for writer in writers:
-        writer.cancel()
-    await asyncio.gather(*writers, return_exceptions=True)
+    await asyncio.gather(*(c.tasks.close() for c in list(state.connections)), return_exceptions=True)

@@ -28,6 +28,7 @@ from coach.providers.factory import Providers, build_providers
 from coach.report import build_report
 from coach.scenarios import Scenario, ScenarioError, get_scenario
 from coach.settings import ProviderSettings
+from coach.tasks import TaskOwner
 from coach.vad import SileroVad, SpeechEnd, SpeechStart, VadSegmenter
 from media.inbound import InboundAudio
 from media.outbound import PacedAudioTrack
@@ -101,7 +102,7 @@ class _Pipeline:
             self.recorder = SessionRecorder(path)
         self.inbound: InboundAudio | None = None
         self.record_extra: dict[str, Any] = {}  # pipeline-specific fields of the session record
-        self._ticker: asyncio.Task[None] | None = None
+        self.tasks = TaskOwner(f"session:{ctx.session_id}")  # the alert ticker
         self._closed = False
 
     def start_common(self, on_pcm: Any) -> None:
@@ -109,7 +110,7 @@ class _Pipeline:
         if audio is not None:
             self.inbound = InboundAudio(audio, on_pcm)
             self.inbound.start()
-        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name=f"alerts:{self.ctx.session_id}")
+        self.tasks.spawn(self._tick(), f"alerts:{self.ctx.session_id}")
         self.tap.emit({
             "type": "session_config", "kind": self.kind, "scenario": self.scenario.id if self.scenario else None,
             "language": self.language, "speaker": self.speaker, "user": self.ctx.user, "wall_s": time.time(),
@@ -135,9 +136,7 @@ class _Pipeline:
         if self._closed:
             return
         self._closed = True
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
+        await self.tasks.close()
         if self.inbound is not None:
             await self.inbound.stop()
         await self.stop_work()
@@ -210,7 +209,7 @@ class StreamAnalysis(_Pipeline):
         self.providers = providers
         self.stt = providers.stt if providers else None
         self.video_recorder: VideoRecorder | None = None
-        self._stt_tasks: set[asyncio.Task[None]] = set()
+        self._stt = TaskOwner(f"stt:{ctx.session_id}")
 
     def _on_pcm(self, pcm: np.ndarray, t_ns: int) -> None:
         if self.recorder is not None:
@@ -227,14 +226,12 @@ class StreamAnalysis(_Pipeline):
     def _transcribe(self, ev: SpeechEnd) -> None:
         if self.stt is None:
             return
-        if len(self._stt_tasks) >= self.MAX_PENDING_STT:
+        if self._stt.running >= self.MAX_PENDING_STT:
             log.warning("session %s: STT busy, utterance not transcribed", self.ctx.session_id)
             return
-        task = asyncio.get_running_loop().create_task(self._stt(ev), name=f"stt:{self.ctx.session_id}")
-        self._stt_tasks.add(task)
-        task.add_done_callback(self._stt_tasks.discard)
+        self._stt.spawn(self._transcribe_now(ev), f"stt:{self.ctx.session_id}")
 
-    async def _stt(self, ev: SpeechEnd) -> None:
+    async def _transcribe_now(self, ev: SpeechEnd) -> None:
         assert self.stt is not None
         try:
             text = await self.stt.transcribe(ev.audio, 16_000, self.language)
@@ -257,9 +254,7 @@ class StreamAnalysis(_Pipeline):
         if self.video_recorder is not None:
             path = await self.video_recorder.stop()
             self.record_extra["video_recording"] = str(path) if path else None
-        for task in list(self._stt_tasks):
-            task.cancel()
-        await asyncio.gather(*self._stt_tasks, return_exceptions=True)
+        await self._stt.close()
         if self.providers is not None:
             await self.providers.aclose()
 

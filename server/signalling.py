@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
+from coach.tasks import TaskOwner
 from server.auth import TokenClaims, TokenError, verify_token
 from server.limits import TokenBucket
 from server.protocol import Join, Leave, Ping, ProtocolError, check_role, error_message, parse_client_message
@@ -27,6 +28,7 @@ DROPPABLE_TYPES = frozenset({"metrics", "stream_health", "interim_transcript", "
 DROPPABLE_ABOVE = OUTBOX_SIZE * 3 // 4
 CLOSE_AUTH = 4401
 RETRY_AFTER_S = 5
+WRITER_DRAIN_S = 0.5
 _CLOSE = object()
 
 
@@ -49,8 +51,10 @@ class Connection:
         self._limited_said: dict[str, float] = {}  # type -> when we last told the client
         self.dropped_status = 0
         self._queue: asyncio.Queue[Any] = asyncio.Queue(OUTBOX_SIZE)
-        # Owned by this connection: the handler's cleanup (or app cleanup) cancels and awaits it.
-        self.writer: asyncio.Future[Any] = asyncio.create_task(self._write(), name=f"ws-writer:{self.conn_id[:8]}")
+        # The writer (and a forced close) are owned here: the handler's cleanup, or the app's,
+        # closes the owner.
+        self.tasks = TaskOwner(f"ws:{self.conn_id[:8]}")
+        self.tasks.spawn(self._write(), f"ws-writer:{self.conn_id[:8]}")
 
     def send(self, msg: dict[str, Any]) -> None:
         if self.closing:
@@ -102,10 +106,12 @@ class Connection:
         self.closing = True
         try:
             self._queue.put_nowait((_CLOSE, code, reason))
-        except asyncio.QueueFull:
-            self.writer.cancel()
-            # The closing task takes the writer's place, so the handler's cleanup awaits it.
-            self.writer = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()[:120]))
+        except asyncio.QueueFull:  # no room for the close marker: stop writing, close now
+            self.tasks.spawn(self._close_now(code, reason), f"ws-close:{self.conn_id[:8]}")
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        await self.tasks.cancel_all()  # the writer (this task is spared)
+        await self.ws.close(code=code, message=reason.encode()[:120])
 
     async def _write(self) -> None:
         while True:
@@ -188,7 +194,7 @@ async def _serve_socket(request: web.Request, state: AppState, router: Router,
         try:
             await _shutdown_connection(conn, router, reason)
         finally:
-            conn.writer.cancel()
+            await conn.tasks.close()
             state.connections.discard(conn)
     return ws
 
@@ -199,13 +205,7 @@ async def _shutdown_connection(conn: Connection, router: Router, reason: str) ->
     except Exception:  # noqa: BLE001
         log.exception("closing connection %s failed", conn.conn_id[:8])
     # let queued messages (errors before an auth close) go out, briefly
-    if not conn.writer.done():
-        try:
-            await asyncio.wait_for(asyncio.shield(conn.writer), 0.5)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
-        conn.writer.cancel()
-        await asyncio.gather(conn.writer, return_exceptions=True)
+    await conn.tasks.close(grace_s=WRITER_DRAIN_S)
     if not conn.ws.closed:
         await conn.ws.close()
 

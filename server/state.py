@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from coach.tasks import TaskOwner
 from server.auth import ID_PATTERN
 from server.limits import ConnectionCap
 from server.metrics import Metrics
@@ -30,9 +31,9 @@ log = logging.getLogger(__name__)
 
 
 class OpenConnection(Protocol):
-    """A WebSocket connection's writer task, which cleanup cancels if its handler did not."""
+    """A WebSocket connection's tasks (its writer), which cleanup closes if its handler did not."""
 
-    writer: asyncio.Future[Any]
+    tasks: TaskOwner
 
 
 @dataclass

@@ -221,7 +221,7 @@ async def test_room_spans_two_processes_and_dies_with_its_owner(
         await streamer.ack(tip_id)
         acked = await mentor.wait_for("tip_acked", lambda m: m.get("tip_id") == tip_id, timeout=5)
         round_trip_ms = (time.perf_counter_ns() - t0) / 1e6
-        assert 0 < acked["rtt_ms"] < 1000 and round_trip_ms < 2000
+        assert 0 < acked["rtt_ms"] < 10_000 and round_trip_ms < 20_000  # bounds; figures: bench_signalling
 
         # A dies without cleanup: its room and presence vanish from Redis within the TTL.
         a.kill()

@@ -230,7 +230,7 @@ async def test_whisper_zh_plumbing(fixtures_dir: Path):
     pcm, sr = read_wav(fixtures_dir / "zh_question.wav")
     t0 = time.perf_counter()
     text = await WhisperSTT().transcribe(vad_cut(pcm, sr), sr, "zh")
-    # espeak Mandarin is too poor to assert content (see notes); check type and bounded time
+    # espeak Mandarin is too poor to assert content; check type and bounded time
     # (temperature 0 + max_new_tokens avoid the 8-14 s fallback loops).
     assert isinstance(text, str)
     assert time.perf_counter() - t0 < 60  # ~8 s seen with load avg 10 on 2 cores

@@ -117,5 +117,5 @@ def test_cost_per_chunk() -> None:
         costs.append(time.thread_time_ns() - t0)
     median_us = float(np.median(costs)) / 1000
     print(f"silero onnx CPU per 512-sample chunk: median {median_us:.0f} µs")
-    # notes: 79 µs median on an idle core; the shared CI box is noisy, so bound loosely
+    # ~80 µs median on an idle core; the shared CI box is noisy, so bound loosely
     assert median_us < 1500

@@ -15,6 +15,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
+from coach.tasks import TaskOwner
 from media.relay import SwitchableTrack
 from server.auth import TokenClaims
 from server.protocol import Ice, Offer, ProtocolError, Tip, TipAck, Whisper
@@ -40,7 +41,8 @@ class Room:
         self.events = EventLog(services.store, room_id)
         self.shadow = ShadowWiring(buffered=services.settings.media.relay_buffered)
         self.tips = TipDesk(room_id, services.outbox, services.metrics, self.log_event)
-        self._removals: dict[ConnRef, asyncio.Future[Participant | None]] = {}
+        self._removals: dict[ConnRef, asyncio.Task[Participant | None]] = {}
+        self._tasks = TaskOwner(f"room:{room_id}")  # removals: shared by concurrent callers
         self.closed = False
 
     @property
@@ -104,7 +106,7 @@ class Room:
         if task is None:
             if conn not in self.members:
                 return None
-            task = asyncio.ensure_future(self._remove(conn, reason))
+            task = self._tasks.spawn(self._remove(conn, reason), f"remove:{self.room_id}:{conn[1][:8]}")
             self._removals[conn] = task
             task.add_done_callback(lambda _t: self._removals.pop(conn, None))
         return await asyncio.shield(task)
@@ -135,6 +137,7 @@ class Room:
         for conn in list(self.participants):
             await self.remove(conn, "server_shutdown")
         self.closed = True
+        await self._tasks.close()
         await self.events.close()
         await self.shadow.close()
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coach.tasks import TaskOwner
 from server.store.base import BusHandler
 from server.store.common import StoreError, check_ttl, dumps, presence_entry
 from server.store.sqlite_records import SqliteRecords
@@ -176,7 +177,8 @@ class MemoryBus:
     def __init__(self, hub: MemoryHub | None = None, queue_size: int = 1000) -> None:
         self.hub = hub or MemoryHub()
         self._queue_size = queue_size
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._subscribed: set[str] = set()
+        self._tasks = TaskOwner("memory-bus")
         self._handlers: dict[str, BusHandler] = {}
         self.dropped = 0
         self._closed = False
@@ -199,13 +201,14 @@ class MemoryBus:
         if self._closed:
             raise StoreError("bus is closed")
         self._handlers[process_id] = handler  # a second subscribe replaces the handler
-        if process_id in self._tasks:
+        if process_id in self._subscribed:
             return
         if process_id in self.hub.queues:
             raise StoreError(f"process id {process_id} is already subscribed on this hub")
         queue: asyncio.Queue[str] = asyncio.Queue(self._queue_size)
         self.hub.queues[process_id] = queue
-        self._tasks[process_id] = asyncio.create_task(self._drain(process_id, queue), name=f"bus:{process_id}")
+        self._subscribed.add(process_id)
+        self._tasks.spawn(self._drain(process_id, queue), f"bus:{process_id}")
 
     async def _drain(self, process_id: str, queue: asyncio.Queue[str]) -> None:
         while True:
@@ -219,10 +222,7 @@ class MemoryBus:
 
     async def close(self) -> None:
         self._closed = True
-        tasks = list(self._tasks.items())
-        self._tasks.clear()
-        for process_id, task in tasks:
-            if self.hub.queues.get(process_id) is not None:
-                del self.hub.queues[process_id]
-            task.cancel()
-        await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)
+        for process_id in self._subscribed:
+            self.hub.queues.pop(process_id, None)
+        self._subscribed.clear()
+        await self._tasks.close()

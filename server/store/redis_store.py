@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from coach.tasks import TaskOwner
 from server.store.base import BusHandler
 from server.store.common import (
     StoreError,
@@ -275,7 +276,7 @@ class RedisBus:
         self._pubsub = self.redis.pubsub()
         self._handlers: dict[str, BusHandler] = {}
         self._confirmed: dict[str, asyncio.Future[None]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._reader = TaskOwner("redis-bus")
         self._closed = False
 
     def _channel(self, process_id: str) -> str:
@@ -298,8 +299,8 @@ class RedisBus:
         confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
         try:
             await asyncio.wait_for(self._pubsub.subscribe(channel), self.timeout_s)
-            if self._reader is None:
-                self._reader = asyncio.create_task(self._read(), name="redis-bus-reader")
+            if not self._reader.running:
+                self._reader.spawn(self._read(), "redis-bus-reader")
             # Wait for Redis to confirm: a publish from another connection right after we return
             # must not race the SUBSCRIBE command.
             await asyncio.wait_for(asyncio.shield(confirmed), self.timeout_s)
@@ -338,10 +339,7 @@ class RedisBus:
 
     async def close(self) -> None:
         self._closed = True
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+        await self._reader.close()
         try:
             await self._pubsub.aclose()
         finally:
