@@ -8,7 +8,6 @@ app and from the REST sub-app alike (``request.config_dict``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import weakref
 from dataclasses import dataclass, field

@@ -24,17 +24,22 @@ ALLOWED_LOCAL_IMPORTS: dict[tuple[str, str], str] = {
     ("coach/providers/factory.py", "coach.providers.scripted"): "chosen by configuration",
     ("coach/providers/factory.py", "coach.providers.espeak"): "chosen by configuration",
     ("coach/providers/whisper.py", "faster_whisper"): "heavy optional dependency, loaded with the model",
-    ("coach/agent.py", "coach.scenarios"): "coach/agent.py is being rewritten by the turn-taking work",
+    ("coach/agent.py", "coach.scenarios"): "scenarios load YAML tooling (coach/agent.py: turn-taking work)",
+    ("coach/agent.py", "concurrent.futures"): "stdlib, not a cycle (coach/agent.py: turn-taking work)",
+    ("coach/smart_turn.py", "faster_whisper.feature_extractor"): "heavy optional dependency, loaded with the model",
 }
 # Files other agents are rewriting now (turn-taking, analytics split); drop them here when they land.
-OVERSIZE_UNDER_REWRITE = {"coach/agent.py", "coach/analytics.py"}
+OVERSIZE_UNDER_REWRITE = {"coach/agent.py", "coach/turn_policy.py", "coach/analytics.py"}
 
 
 def _modules() -> dict[str, Path]:
+    """Every importable module (``__main__`` modules run the CLI when imported: left out)."""
     found: dict[str, Path] = {}
     for pkg in PACKAGES:
         for path in sorted((ROOT / pkg).rglob("*.py")):
             parts = path.relative_to(ROOT).with_suffix("").parts
+            if parts[-1] == "__main__":
+                continue
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             found[name] = path
     return found

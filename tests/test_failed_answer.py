@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 from aiortc import RTCPeerConnection
 
+from qa.client import ClientError, LivecoachClient
 from server.app import make_app
 from server.auth import issue_token
-from server.client import ClientError, LivecoachClient
 from server.practice import CoachHooks
 from tests.fakes.openai_server import FakeOpenAI
 from tests.test_practice import practice_settings

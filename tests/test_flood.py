@@ -7,9 +7,9 @@ import json
 import time
 from pathlib import Path
 
+from qa.client import LivecoachClient
 from server.app import make_app
 from server.auth import issue_token
-from server.client import LivecoachClient
 from server.settings import load_settings
 
 SECRET = "flood-test-secret"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from qa.client import LivecoachClient
 from server.app import make_app
 from server.auth import issue_token
-from server.client import LivecoachClient
 from server.settings import load_settings
 from server.state import STATE
 
