@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from coach.turn_stages import STAGE_NAMES
 from qa import measure
 from qa.detect import ReceivedAudioMonitor
 from qa.measure import (
@@ -292,6 +293,8 @@ def test_qa_run_two_sessions(live_server: str, fixtures_dir: Path, tmp_path: Pat
         assert sum(v for v in stages.values()) == pytest.approx(t["latency_ms"], abs=1.0)
         assert stages["transport"] > 0 and stages["endpointing"] > 0
         assert stages["llm"] >= LLM_S * 1000 * 0.9
+        # The server's stages in `--json` are the ones REST /turns gives for this turn (coach/turn_stages.py)
+        assert {k: stages[k] for k in STAGE_NAMES} == t["server"]["stages_ms"]
     page = out_html.read_text()
     assert "<svg" in page and "turn latency" in page
     # The same numbers with a generous SLO pass (report rebuilt from the JSON, no new run).
