@@ -43,9 +43,12 @@ from tests.fakes.openai_server import FakeOpenAI
 async def main():
     async with FakeOpenAI(reply="Sure, it is gentle on sensitive skin. It has no fragrance at all.",
                           stt_text="Does this face cream suit sensitive skin?",
+                          # like a real STT, a speculative call at the barge-in's first pause
+                          # ("Wait, | sorry, let me stop you there.") hears only the words so far
+                          stt_script=[(1.3, "Wait,")],
                           stt_delay_s=float(sys.argv[2]), first_token_delay_s=float(sys.argv[3]),
                           tts_delay_s=float(sys.argv[4]),
-                          tts_ms_per_char=30.0) as fake:
+                          tts_ms_per_char=float(sys.argv[5])) as fake:
         print(fake.base_url, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
@@ -206,7 +209,7 @@ def run_level(n: int, turns: int, workers: list[tuple[subprocess.Popen, str]], c
         "endpointing_p50_ms": s["stages_ms"]["endpointing"]["p50"],
         "transport_p50_ms": s["stages_ms"]["transport"]["p50"],
         "uplink_p50_ms": s["stages_ms"]["uplink"]["p50"],
-        "bargein_p95_ms": s["bargein_ms"]["p95"], "bargein_n": s["bargein_ms"]["n"],
+        "bargein_p50_ms": s["bargein_ms"]["p50"], "bargein_p95_ms": s["bargein_ms"]["p95"], "bargein_n": s["bargein_ms"]["n"],
         "connect_p95_ms": s["connect_ms"]["p95"],
         "underruns": s["underruns"], "holes": s["holes"], "packets_lost": s["packets_lost"],
         "server_cpu_pct": round(100 * server_cpu / wall, 1),
@@ -232,7 +235,11 @@ def main() -> int:
     t_start = time.monotonic()
     data_dir = tempfile.mkdtemp(prefix="livecoach-bench-")
     delays = (0.0, 0.0, 0.0) if args.instant else (0.1, 0.15, 0.05)
-    fake = subprocess.Popen([sys.executable, "-c", FAKE_SERVER, str(ROOT), *map(str, delays)], stdin=subprocess.PIPE,
+    # Instant replies come ~0.3 s sooner than the prompt's 1.5 s silent tail has left the QA
+    # client's track, and the barge-in clip queues behind it (~1 s late): a 2 s reply would be
+    # over before the barge-in is heard. A ~5 s reply keeps the barge-in inside it.
+    ms_per_char = 80.0 if args.instant else 30.0
+    fake = subprocess.Popen([sys.executable, "-c", FAKE_SERVER, str(ROOT), *map(str, delays), str(ms_per_char)], stdin=subprocess.PIPE,
                             preexec_fn=pin({1} if args.workers == 1 and not args.no_pin else None),
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     workers: list[tuple[subprocess.Popen, str]] = []
