@@ -48,6 +48,7 @@ async def healthz(request: web.Request) -> web.Response:
         manager = services.manager if services else None
         body.update({
             "process_id": state.process_id,
+            "pid": os.getpid(),  # which worker answered, with `serve --workers N`
             "rooms": len(manager.rooms) if manager else 0,
             "peers": manager.peer_count if manager else 0,
             "sessions": manager.session_count if manager else 0,

@@ -30,6 +30,7 @@ from server.settings import (
     Settings,
     load_settings,
 )
+from server.workers import Supervisor, reserve_port, worker_argv
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -55,6 +56,10 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="this process's id on the Redis bus (default host-pid-random)")
     serve.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
                        help="logging threshold (default INFO)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="worker processes sharing the port (SO_REUSEPORT) and the Redis store; "
+                            "N > 1 needs server.redis_url or REDIS_URL (default 1)")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for workers
     serve.add_argument("--allow-remote-dev", action="store_true",
                        help="with dev tokens on, allow listening on a non-loopback address (anyone "
                             "who reaches it can get a token: for a trusted LAN demo only)")
@@ -122,11 +127,11 @@ def check_data_dir(path: str) -> None:
         raise RuntimeFailure(f"data folder {folder} is not usable: {exc.strerror or exc}") from None
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """Bind before anything slow starts, so a taken port fails at once."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
-        return socket.create_server((host, port), family=family, backlog=256)
+        return socket.create_server((host, port), family=family, backlog=256, reuse_port=reuse_port)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise RuntimeFailure(f"cannot listen on {host}:{port}: {reason}") from None
@@ -141,10 +146,17 @@ def _serve_command(args: argparse.Namespace) -> int:
         if not 0 <= args.port <= 65535:
             raise ConfigError(f"--port {args.port} is not a TCP port (0-65535)")
         settings.server.port = args.port
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers} must be at least 1")
+    if args.workers > 1 and not settings.server.redis_url:
+        raise ConfigError(f"--workers {args.workers} needs a shared Redis store: set server.redis_url "
+                          "or REDIS_URL (workers share rooms, routing and records through it)")
     for warning in check_serving_policy(settings, args.allow_remote_dev):
         log.warning(warning)
     check_data_dir(settings.server.data_dir)
-    sock = bind_socket(settings.server.host, settings.server.port)
+    if args.workers > 1:
+        return _supervise_workers(args, settings)
+    sock = bind_socket(settings.server.host, settings.server.port, reuse_port=args.reuse_port)
     # Imported only now (not for a cycle): aiortc, onnxruntime and whisper take ~1 s to import, and
     # every check above must answer a user's mistake at once.
     from server.serving import serve
@@ -153,6 +165,29 @@ def _serve_command(args: argparse.Namespace) -> int:
         asyncio.run(serve(settings, sock, args.process_id))
     finally:
         sock.close()
+    return 0
+
+
+def _supervise_workers(args: argparse.Namespace, settings: Settings) -> int:
+    host = settings.server.host
+    try:
+        reserved = reserve_port(host, settings.server.port)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise RuntimeFailure(f"cannot listen on {host}:{settings.server.port}: {reason}") from None
+    with reserved:
+        port = reserved.getsockname()[1]
+        base = ["--host", host, "--log-level", args.log_level]
+        if args.config:
+            base += ["--config", args.config]
+        if args.allow_remote_dev:
+            base.append("--allow-remote-dev")
+        argvs = [worker_argv(base, port, args.process_id, i) for i in range(args.workers)]
+        log.info("starting %d workers on %s:%d", args.workers, host, port)
+        grace = settings.server.shutdown_timeout_s + 10.0
+        supervisor = Supervisor(argvs, grace)
+        if supervisor.run():
+            raise RuntimeFailure(f"a worker {supervisor.failed}; all workers stopped")
     return 0
 
 

@@ -132,3 +132,13 @@ def test_load_settings_leaves_the_environment_alone(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_settings(tmp_path / "missing.yaml")
     assert dict(os.environ) == before
+
+
+def test_workers_need_redis(tmp_path: Path) -> None:
+    proc = run_cli("serve", "--workers", "2", "--log-level", "error", cwd=tmp_path, env={"REDIS_URL": ""})
+    assert_one_line(proc, 2, "--workers 2", "Redis", "REDIS_URL")
+
+
+def test_workers_must_be_positive(tmp_path: Path) -> None:
+    proc = run_cli("serve", "--workers", "0", cwd=tmp_path)
+    assert_one_line(proc, 2, "--workers 0")
