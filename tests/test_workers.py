@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from server.qa import main as qa_main
-from tests.test_multiprocess import free_port
+from qa.command import main as qa_main
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.redis
@@ -39,6 +39,12 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _health(url: str) -> dict:
