@@ -84,10 +84,12 @@ def to_float16k(pcm16: np.ndarray, sample_rate: int) -> np.ndarray:
     return pcm.astype(np.float32) / 32768.0
 
 
-# Tokens per second of speech, generous (punctuation, sub-word pieces): English ~3 words/s,
-# Mandarin ~5 characters/s at 1-2 tokens each. A fixed cap of 96 kept only 37-39 of the 68 words
-# of a 23 s pitch (issue 14); sizing it to the audio keeps short turns bounded against loops.
-_TOKENS_PER_S = {"en": 6.0, "zh": 10.0}
+# Tokens per second of speech, generous: English ~3 words/s, Mandarin ~5 characters/s at 1-2
+# tokens each, and measured with faster-whisper 1.2.1 the cap buys only about half as many text
+# tokens (cap 167 stopped our 25 s monologue after 85 tokens, "...So add"; 440 gave all 96).
+# A fixed cap of 96 kept only 37-39 of the 68 words of a 23 s pitch (issue 14); sizing it to the
+# audio still keeps short turns bounded against repetition loops.
+_TOKENS_PER_S = {"en": 12.0, "zh": 20.0}
 _WINDOW_TOKENS = 440  # whisper decodes 30 s windows with at most 448 positions (prompt included)
 _TRIM_FRAME = COACH_SAMPLE_RATE // 100  # 10 ms
 _TRIM_PAD = COACH_SAMPLE_RATE * 15 // 100  # keep 150 ms around the speech
