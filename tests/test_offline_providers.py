@@ -245,12 +245,13 @@ async def test_whisper_bad_input_busy_and_short_audio():
         assert err.value.stage == "stt"
     with pytest.raises(ProviderError, match="sample rate"):
         await stt.transcribe(np.zeros(1600, np.int16), 100, "en")
+    noise = (np.random.default_rng(0).standard_normal(16_000) * 300).astype(np.int16)
     with pytest.raises(ProviderError, match="whisper failed"):
-        await stt.transcribe(np.zeros(16_000, np.int16), 16_000, "xx")
+        await stt.transcribe(noise, 16_000, "xx")
     assert await stt.transcribe(np.zeros(0, np.int16), 16_000, "en") == ""
+    assert await stt.transcribe(np.zeros(32_000, np.int16), 16_000, "en") == ""  # silence: not decoded
     assert await stt.transcribe(np.zeros(800, np.int16), 48_000, "en") == ""
 
-    noise = (np.random.default_rng(0).standard_normal(16_000) * 300).astype(np.int16)
     results = await asyncio.gather(
         stt.transcribe(noise, 16_000, "en"), stt.transcribe(noise, 16_000, "en"), return_exceptions=True
     )
