@@ -58,8 +58,9 @@ async def _serve_recording(request: web.Request, field: str, content_type: str) 
     record = await session_or_404(request)
     recordings = recordings_dir(state_of(request).settings).resolve()
     raw = record.get(field)
-    path = Path(raw).resolve() if raw else None
-    # Only files inside our recordings folder are served, whatever a record says.
+    # Records hold a file name (older ones an absolute path): only that name, inside our
+    # recordings folder, is ever served, whatever a record says.
+    path = (recordings / Path(str(raw)).name).resolve() if raw else None
     if path is None or path.parent != recordings or not path.is_file():
         return json_error(404, "not_found", "this session has no such recording")
     return web.FileResponse(path, headers={"Content-Type": content_type})

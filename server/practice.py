@@ -152,7 +152,8 @@ class _Pipeline:
         if self.recorder is not None:
             try:
                 path = await self.recorder.close()
-                recording = str(path) if self.recorder.duration_s > 0 else None
+                # The file name only: records never show the server's folders (served from recordings/).
+                recording = path.name if self.recorder.duration_s > 0 else None
             except Exception:  # noqa: BLE001 - a failed recording must not lose the report
                 log.exception("session %s: closing the recording failed", ctx.session_id)
         try:
@@ -253,7 +254,7 @@ class StreamAnalysis(_Pipeline):
     async def stop_work(self) -> None:
         if self.video_recorder is not None:
             path = await self.video_recorder.stop()
-            self.record_extra["video_recording"] = str(path) if path else None
+            self.record_extra["video_recording"] = path.name if path else None
         await self._stt.close()
         if self.providers is not None:
             await self.providers.aclose()

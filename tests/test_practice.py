@@ -7,6 +7,7 @@ by the real ``openai`` client, or the offline default (espeak-ng + faster-whispe
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -21,7 +22,7 @@ from qa.client import ClientError, LivecoachClient
 from qa.detect import ReceivedAudioMonitor
 from server.app import make_app
 from server.auth import issue_token
-from server.practice import CoachHooks
+from server.practice import CoachHooks, recordings_dir
 from server.settings import Settings, load_settings
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -162,7 +163,9 @@ async def test_spoken_turn_reply_is_heard_and_logged_in_order(practice_server: A
     assert [e["type"] for e in turns] == ["turn"]
     assert turns[0]["user_text"] == QUESTION
     assert record["report"]["session_id"] == sid and record["scenario"] == "skincare-sensitive-en"
-    assert Path(record["recording"]).is_file()
+    assert record["recording"] == f"{sid}.wav"  # a name, never the server's folders
+    assert (recordings_dir(settings) / record["recording"]).is_file()
+    assert str(tmp_path) not in json.dumps(record)
 
 
 async def test_barge_in_stops_reply_and_truncates_transcript(practice_server: Any, tmp_path: Path,

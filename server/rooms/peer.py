@@ -19,6 +19,7 @@ from aiortc.sdp import candidate_from_sdp
 from coach.tasks import TaskOwner
 from media.peer import close_quietly, create_peer_connection
 from media.relay import ShadowRelay, SwitchableTrack
+from media.sdp_check import OfferError, check_offer
 from server.protocol import IceCandidate, ProtocolError
 from server.rooms.contracts import MediaContext, MediaHandle, RoomServices
 
@@ -54,6 +55,11 @@ class PeerSession:
         settings = self.services.settings
         if self.services.peers.value >= settings.server.max_sessions:
             raise ProtocolError("server_busy", "too many media sessions on this server", ref)
+        try:
+            check_offer(sdp)
+        except OfferError as exc:
+            log.info("peer %s: offer refused: %s", self.label, exc)
+            raise ProtocolError("bad_sdp", f"offer rejected: {exc}", ref) from None
         pc = create_peer_connection(settings.media)
         self.pc = pc
         self.services.peers.opened()
@@ -79,8 +85,8 @@ class PeerSession:
             if exc.ref is None:
                 exc.ref = ref
             raise
-        except Exception as exc:  # noqa: BLE001
-            log.exception("peer %s: answering failed", self.label)
+        except Exception as exc:  # noqa: BLE001 - aiortc's answer path raises many kinds
+            log.warning("peer %s: answering failed: %s: %s", self.label, type(exc).__name__, exc)
             await self.release()
             raise ProtocolError("bad_sdp", f"could not answer: {exc}"[:300], ref) from None
         if self.retired or pc.localDescription is None:
