@@ -8,7 +8,13 @@ direction or mid). Checking the parsed offer first turns all of these into one c
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
+
+from aiortc import RTCIceCandidate
 from aiortc.sdp import SessionDescription
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MEDIA_KINDS = ("audio", "video")
 
@@ -17,8 +23,26 @@ class OfferError(ValueError):
     """The offer cannot be answered; the message says why (one line, for the client)."""
 
 
-def check_offer(sdp: str) -> None:
-    """Raise OfferError unless every media section of ``sdp`` is answerable."""
+def parse_networks(cidrs: Sequence[str]) -> list[Network]:
+    """``media.allowed_candidate_networks`` as networks (ValueError names a bad entry)."""
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
+
+
+def check_candidate(candidate: RTCIceCandidate, allowed: Sequence[Network]) -> None:
+    """Raise OfferError when ``allowed`` is set and the candidate's address is outside it."""
+    if not allowed:
+        return
+    try:
+        address = ipaddress.ip_address(candidate.ip)
+    except ValueError:
+        raise OfferError(f"candidate address {candidate.ip[:64]!r} is not an IP address") from None
+    if not any(address in network for network in allowed):
+        raise OfferError(f"candidate address {address} is not in media.allowed_candidate_networks")
+
+
+def check_offer(sdp: str, allowed: Sequence[Network] = ()) -> None:
+    """Raise OfferError unless every media section of ``sdp`` is answerable (and, when
+    ``allowed`` is set, its candidates are inside those networks)."""
     try:
         session = SessionDescription.parse(sdp)
     except Exception as exc:  # noqa: BLE001 - aiortc's parser raises many kinds on bad input
@@ -44,6 +68,8 @@ def check_offer(sdp: str) -> None:
             raise OfferError(f"{where} has no DTLS fingerprint")
         if not media.rtp.codecs:
             raise OfferError(f"{where} offers no codec")
+        for candidate in media.ice_candidates:
+            check_candidate(candidate, allowed)
     for group in session.group:
         if group.semantic == "BUNDLE":
             missing = [str(item) for item in group.items if str(item) not in mids]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import ipaddress
+
+from pydantic import BaseModel, Field, field_validator
 
 
 class IceServer(BaseModel):
@@ -28,3 +30,15 @@ class MediaSettings(BaseModel):
     ice_disconnect_grace_s: float = Field(default=3.0, gt=0)
     # aioice skips 127.0.0.1; tests and single-machine QA gather only loopback candidates.
     ice_loopback_only: bool = False
+    # A client's ICE candidates make the server send STUN checks to those addresses. Empty: any
+    # address (the default, for LAN and loopback use). In production list the networks clients
+    # may really be on, e.g. ["0.0.0.0/0", "::/0"] minus nothing, or your office/VPN ranges; a
+    # candidate outside them (say 127.0.0.1:6379 on the server itself) is refused.
+    allowed_candidate_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_candidate_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
+        return value

@@ -19,7 +19,7 @@ from aiortc.sdp import candidate_from_sdp
 from coach.tasks import TaskOwner
 from media.peer import close_quietly, create_peer_connection
 from media.relay import ShadowRelay, SwitchableTrack
-from media.sdp_check import OfferError, check_offer
+from media.sdp_check import OfferError, check_candidate, check_offer, parse_networks
 from server.protocol import IceCandidate, ProtocolError
 from server.rooms.contracts import MediaContext, MediaHandle, RoomServices
 
@@ -45,6 +45,7 @@ class PeerSession:
         self.out_video: SwitchableTrack | None = None
         self.feeds: dict[str, tuple[MediaStreamTrack, MediaStreamTrack]] = {}  # slot -> (src, proxy)
         self.tasks = TaskOwner(f"peer:{label}")
+        self.allowed_networks = parse_networks(services.settings.media.allowed_candidate_networks)
         self.retired = False  # its participant left: nothing may start again
 
     # ---- negotiation --------------------------------------------------------------------------
@@ -56,7 +57,7 @@ class PeerSession:
         if self.services.peers.value >= settings.server.max_sessions:
             raise ProtocolError("server_busy", "too many media sessions on this server", ref)
         try:
-            check_offer(sdp)
+            check_offer(sdp, self.allowed_networks)
         except OfferError as exc:
             log.info("peer %s: offer refused: %s", self.label, exc)
             raise ProtocolError("bad_sdp", f"offer rejected: {exc}", ref) from None
@@ -143,7 +144,10 @@ class PeerSession:
             candidate = candidate_from_sdp(c.candidate.split(":", 1)[1])
             candidate.sdpMid = c.sdpMid
             candidate.sdpMLineIndex = c.sdpMLineIndex
+            check_candidate(candidate, self.allowed_networks)
             await self.pc.addIceCandidate(candidate)
+        except OfferError as exc:
+            raise ProtocolError("invalid_field", str(exc), ref) from None
         except Exception as exc:  # noqa: BLE001
             raise ProtocolError("invalid_field", f"bad ice candidate: {exc}"[:200], ref) from None
 
