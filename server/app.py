@@ -19,9 +19,10 @@ from media.peer import set_jitter_prefetch, use_loopback_ice
 from server import security
 from server.api import add_routes
 from server.outbox import ConnectionOutbox
+from server.recovery import finalize_orphaned_sessions
 from server.rooms import MediaHooks, NoMediaHooks, RoomManager
 from server.router import Router
-from server.settings import Settings
+from server.settings import Settings, recordings_dir
 from server.state import STATE, AppState, Services, state_of
 from server.store import open_store
 
@@ -49,6 +50,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     if settings.media.ice_loopback_only:
         use_loopback_ice()
     store, bus = await open_store(settings.server, state.process_id)
+    try:
+        await finalize_orphaned_sessions(store, recordings_dir(settings))
+    except Exception:  # noqa: BLE001 - recovery must not keep the server from starting
+        log.exception("finishing orphaned sessions failed")
     outbox = ConnectionOutbox(state.process_id, bus)
     manager = RoomManager(settings, store, state.metrics, state.hooks, outbox, state.process_id)
     router = Router(settings, store, bus, manager, outbox)

@@ -16,7 +16,6 @@ import itertools
 import logging
 import time
 import weakref
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,17 +35,13 @@ from media.recorder import SessionRecorder
 from media.video_recorder import VideoRecorder
 from server.protocol import ProtocolError
 from server.rooms import MediaContext
-from server.settings import Settings
+from server.settings import Settings, recordings_dir
 
 log = logging.getLogger(__name__)
 
 ALERT_TICK_S = 0.25
 METRICS_EVERY_TICKS = 4
 MAX_SESSION_EVENTS = 50_000  # report input kept in memory; far above a 1-hour session
-
-
-def recordings_dir(settings: Settings) -> Path:
-    return Path(settings.server.data_dir) / "recordings"
 
 
 def load_session_scenario(settings: Settings, scenario_id: str | None) -> Scenario:

@@ -183,3 +183,8 @@ def resolve_path(path: str, base: Path, default: Path | None = None) -> Path:
         return default
     p = Path(path).expanduser()
     return p if p.is_absolute() else base / p
+
+
+def recordings_dir(settings: Settings) -> Path:
+    """Where session recordings are written and served from."""
+    return Path(settings.server.data_dir) / "recordings"

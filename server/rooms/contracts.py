@@ -93,6 +93,7 @@ class RoomServices:
     """Shared by every room of a manager: built once, passed down, never reached back into."""
 
     settings: Settings
+    process_id: str  # written into session records: recovery knows whose sessions are orphaned
     store: Store
     metrics: Metrics
     hooks: MediaHooks

@@ -13,9 +13,10 @@ log = logging.getLogger(__name__)
 
 
 class SessionRecords:
-    def __init__(self, store: Store, room_id: str) -> None:
+    def __init__(self, store: Store, room_id: str, process_id: str) -> None:
         self.store = store
         self.room_id = room_id
+        self.process_id = process_id
         self.session_id: str | None = None
         self.started_at: float | None = None
         self.kind: str | None = None
@@ -31,7 +32,7 @@ class SessionRecords:
         record: dict[str, Any] = {
             "session_id": self.session_id, "user": user, "room": self.room_id, "kind": self.kind,
             "started_at": self.started_at, "role": role, "lang": lang, "scenario": scenario,
-            "status": "live",
+            "status": "live", "process_id": self.process_id,
         }
         try:
             await self.store.save_session(record)

@@ -37,7 +37,7 @@ class Room:
         self.services = services
         self.room_id = room_id
         self.members = Membership(services.outbox)
-        self.records = SessionRecords(services.store, room_id)
+        self.records = SessionRecords(services.store, room_id, services.process_id)
         self.events = EventLog(services.store, room_id)
         self.shadow = ShadowWiring(buffered=services.settings.media.relay_buffered)
         self.tips = TipDesk(room_id, services.outbox, services.metrics, self.log_event)
