@@ -20,6 +20,7 @@ from server.api_auth import make_api_auth, reader_claims
 from server.api_reports import add_report_routes
 from server.auth import ID_PATTERN, ROLES, issue_token, validate_identity
 from server.metrics import CONTENT_TYPE
+from server.security import make_rest_rate_limit
 from server.signalling import ws_handler
 from server.state import (
     STATE,
@@ -196,7 +197,7 @@ def add_routes(app: web.Application) -> None:
     static = Path(settings.server.static_dir)
     if static.is_dir():
         app.router.add_static("/static/", static, follow_symlinks=False)
-    api = web.Application(middlewares=[error_middleware,
+    api = web.Application(middlewares=[error_middleware, make_rest_rate_limit(*settings.server.rest_rate),
                                        make_api_auth(settings.server.secret, open_api=settings.server.dev_tokens)])
     api.router.add_get("/clock", clock)
     api.router.add_post("/dev/token", dev_token)

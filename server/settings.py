@@ -74,6 +74,7 @@ class ServerSettings(BaseModel):
         "tip_ack": (10.0, 20.0), "whisper": (4.0, 8.0), "ping": (20.0, 40.0), "leave": (2.0, 2.0),
     })
     message_rate_total: tuple[float, float] = (100.0, 200.0)  # all types together, per connection
+    rest_rate: tuple[float, float] = (20.0, 60.0)  # REST requests per client address: [per second, burst]
     shutdown_timeout_s: float = Field(default=5.0, gt=0)
     # Embedded/dev mode: pages may ask POST /api/dev/token for a join token, and the REST API is
     # readable without a token. Off (production): issue tokens with `livecoach token`; the API

@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -65,3 +66,18 @@ async def test_access_log_has_no_query_string(tmp_path: Path, caplog: pytest.Log
     lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
     assert any("/healthz" in line for line in lines)
     assert not any("SECRET-TOKEN-VALUE" in line for line in lines)
+
+
+async def test_rest_is_rate_limited_per_address(aiohttp_server, tmp_path: Path) -> None:
+    settings = load_settings(server={"data_dir": str(tmp_path), "rest_rate": (1.0, 5.0)})
+    server = await aiohttp_server(make_app(settings))
+    async with aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(8):
+            async with http.get(server.make_url("/api/scenarios")) as resp:
+                statuses.append(resp.status)
+                if resp.status == 429:
+                    assert resp.headers["Retry-After"] and (await resp.json())["error"] == "rate_limited"
+        assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
+        async with http.get(server.make_url("/healthz")) as resp:  # health is not REST: never limited
+            assert resp.status == 200
