@@ -36,6 +36,7 @@ from media.video_recorder import VideoRecorder
 from server.protocol import ProtocolError
 from server.rooms import MediaContext
 from server.settings import Settings, recordings_dir
+from server.store.common import STORE_OUTAGE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,10 @@ class _Pipeline:
             except Exception:  # noqa: BLE001 - a failed recording must not lose the report
                 log.exception("session %s: closing the recording failed", ctx.session_id)
         try:
-            record = await ctx.store.get_session(ctx.session_id) or {"session_id": ctx.session_id}
+            try:
+                record = await ctx.store.get_session(ctx.session_id) or {"session_id": ctx.session_id}
+            except STORE_OUTAGE_ERRORS:  # outage: the report is saved now, merged when the store is back
+                record = {"session_id": ctx.session_id}
             record.update(scenario=self.scenario.id if self.scenario else None, language=self.language,
                           recording=recording, **self.record_extra)
             # ~0.3 s for an hour-long session: keep it off the event loop.

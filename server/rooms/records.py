@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from server.store.base import Store
+from server.store.common import STORE_OUTAGE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,12 @@ class SessionRecords:
     async def save_finished(self, session_id: str, user: str, reason: str,
                             started_at: float | None, kind: str | None) -> None:
         try:
-            # Merge: the media hook may have saved a richer record (report) meanwhile.
-            record = await self.store.get_session(session_id) or {}
+            # Merge: the media hook may have saved a richer record (report) meanwhile. During a
+            # store outage the read fails: save what we know, the store merges it when back.
+            try:
+                record = await self.store.get_session(session_id) or {}
+            except STORE_OUTAGE_ERRORS:
+                record = {}
             ended = time.time()
             started = record.get("started_at", started_at)
             record.update(

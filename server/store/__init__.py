@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from server.settings import ServerSettings
 from server.store.base import Bus, BusHandler, Store
 from server.store.common import StoreError, StoreUnavailable
+from server.store.durable import DurableWrites
 from server.store.memory import MemoryBus, MemoryHub, MemoryStore
 from server.store.redis_store import RedisBus, RedisStore
 
@@ -30,16 +33,18 @@ async def open_store(
 
     Raises StoreUnavailable (with the URL, password hidden) if Redis does not answer in ``timeout_s``.
     """
-    store: MemoryStore | RedisStore
+    store: MemoryStore | DurableWrites
     bus: MemoryBus | RedisBus
     if settings.redis_url:
         name = f"livecoach:{process_id}"
-        store = RedisStore(settings.redis_url, prefix, timeout_s=timeout_s, client_name=name)
+        redis_store = RedisStore(settings.redis_url, prefix, timeout_s=timeout_s, client_name=name)
         try:
-            await store.ping()
+            await redis_store.ping()
         except BaseException:
-            await store.close()
+            await redis_store.close()
             raise
+        # Event and record writes survive a Redis outage in a local spool (replayed in order).
+        store = await DurableWrites(redis_store, Path(settings.data_dir) / "store-spool.sqlite3").open()
         bus = RedisBus(settings.redis_url, prefix, timeout_s=timeout_s, client_name=name)
     else:
         store = await MemoryStore(settings.data_dir).open()
