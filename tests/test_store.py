@@ -25,6 +25,7 @@ from server.store import (
     StoreUnavailable,
     open_store,
 )
+from server.store.durable import DurableWrites
 
 # Expiry is checked without racing the clock: what must expire gets a short TTL and we wait
 # until it is gone (generous deadline); what must survive gets a TTL far longer than the test.
@@ -360,12 +361,15 @@ async def test_open_store_memory(tmp_path: Path) -> None:
 
 
 @pytest.mark.redis
-async def test_open_store_redis(redis_url: str) -> None:
+async def test_open_store_redis(redis_url: str, tmp_path) -> None:
     prefix = f"lctest:{uuid.uuid4().hex[:12]}"
-    store, bus = await open_store(ServerSettings(redis_url=redis_url, presence_ttl_s=2), "p1", prefix=prefix)
+    store, bus = await open_store(ServerSettings(redis_url=redis_url, presence_ttl_s=2, data_dir=str(tmp_path)),
+                                  "p1", prefix=prefix)
     try:
-        assert isinstance(store, RedisStore) and isinstance(bus, RedisBus)
-        assert await store.process_alive("p1")
+        # Redis behind the outage spool (server/store/durable.py)
+        assert isinstance(store, DurableWrites) and isinstance(store.inner, RedisStore) and isinstance(bus, RedisBus)
+        assert await store.inner.process_alive("p1")
+        assert (tmp_path / "store-spool.sqlite3").is_file() and store.spooled == 0
     finally:
         await bus.close()
         await store.close()
