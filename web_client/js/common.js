@@ -85,11 +85,32 @@ export class HttpError extends Error {
   constructor(reason, message, status) { super(message); this.reason = reason; this.status = status; }
 }
 
+// Production mode: pages are opened from a join link (?token=…). The token is kept for this tab, so
+// the REST pages it links to (sessions, reports, progress) are authorized too; it goes in a header,
+// never into another URL.
+const TOKEN_KEY = 'livecoach.token';
+const linkToken = new URLSearchParams(location.search).get('token');
+if (linkToken) sessionStorage.setItem(TOKEN_KEY, linkToken);
+
+/** The join token this tab was opened with (or null in dev mode). */
+export function authToken() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+/** ``url`` with the tab's token as ?token= — only for what cannot send a header (<audio src>). */
+export function withToken(url) {
+  const token = authToken();
+  if (!token) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
+}
+
 /** fetch JSON; network failure → HttpError('unreachable'), non-2xx → HttpError(server reason). */
 export async function fetchJSON(url, options = {}) {
   let resp;
+  const token = authToken();
+  const auth = token && url.startsWith('/api/') ? { Authorization: `Bearer ${token}` } : {};
   try {
-    resp = await fetch(url, { ...options, headers: { 'Content-Type': 'application/json', ...(options.headers || {}) } });
+    resp = await fetch(url, { ...options, headers: { 'Content-Type': 'application/json', ...auth, ...(options.headers || {}) } });
   } catch (err) {
     throw new HttpError('unreachable', String(err), 0);
   }
