@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from server.limits import KeyedLimiter
 from server.state import json_error
@@ -49,7 +50,7 @@ def install(app: web.Application) -> None:
     app.on_response_prepare.append(add_security_headers)
 
 
-def make_rest_rate_limit(rate: float, burst: float) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def make_rest_rate_limit(rate: float, burst: float) -> Middleware:
     """Per client address token bucket for the REST sub-app: 429 + Retry-After past it."""
     limiter = KeyedLimiter(rate, burst)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from aiortc import RTCPeerConnection
 
+from qa.client import ClientError, LivecoachClient
 from server.app import make_app
 from server.auth import issue_token
-from server.client import ClientError, LivecoachClient
 from server.settings import load_settings
 
 SECRET = "garbage-sdp-secret"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from media.tones import ToneTrack
+from qa.audio import ToneTrack
+from qa.client import ClientError, LivecoachClient
 from server.app import make_app
 from server.auth import issue_token
-from server.client import ClientError, LivecoachClient
 from server.settings import ConfigError, load_settings
 
 SECRET = "ice-restrict-secret"

@@ -16,10 +16,10 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from media.tones import ToneTrack
 from media.wav_repair import repair_wav_header
+from qa.audio import ToneTrack
+from qa.client import LivecoachClient
 from server.auth import issue_token
-from server.client import LivecoachClient
 from server.recovery import finalize_orphaned_sessions
 from server.store.memory import MemoryStore
 from tests.fakes.openai_server import FakeOpenAI

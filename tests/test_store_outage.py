@@ -11,9 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from qa.client import LivecoachClient
 from server.app import make_app
 from server.auth import issue_token
-from server.client import LivecoachClient
 from server.settings import load_settings
 from server.state import STATE
 

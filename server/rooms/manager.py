@@ -68,8 +68,9 @@ class RoomManager:
         self.by_conn: dict[ConnRef, Room] = {}
         self._peers = PeerCount(metrics)
         self._tasks = TaskOwner(f"rooms:{process_id}")
-        self.services = RoomServices(settings=settings, process_id=process_id, store=store, metrics=metrics, hooks=hooks, outbox=outbox,
-                                     peers=self._peers, tasks=self._tasks, peer_lost=self.peer_lost)
+        self.services = RoomServices(settings=settings, process_id=process_id, store=store, metrics=metrics,
+                                     hooks=hooks, outbox=outbox, peers=self._peers, tasks=self._tasks,
+                                     peer_lost=self.peer_lost)
 
     # ---- counters --------------------------------------------------------------------------------
     @property
