@@ -134,6 +134,8 @@ def start_workers(n: int, fake_url: str, data_dir: str, redis_url: str | None,
                "LIVECOACH_SERVER__PORT": str(port), "LIVECOACH_SERVER__HOST": "127.0.0.1",
                "LIVECOACH_SERVER__DATA_DIR": os.path.join(data_dir, f"w{i}"),
                "LIVECOACH_SERVER__MAX_SESSIONS": "100",
+               "LIVECOACH_SERVER__ADMISSION_MAX_CPU_PCT": "0",  # the bench measures past a full core
+               "LIVECOACH_SERVER__ADMISSION_MAX_LOOP_LAG_MS": "0",
                "LIVECOACH_MEDIA__ICE_LOOPBACK_ONLY": "true",
                "LIVECOACH_MEDIA__RECORD_AUDIO": "false",
                "LIVECOACH_COACH__PROVIDERS__STT": "openai", "LIVECOACH_COACH__PROVIDERS__LLM": "openai",

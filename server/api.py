@@ -59,6 +59,8 @@ async def healthz(request: web.Request) -> web.Response:
             "threads": threading.active_count(),
             "tasks": len(asyncio.all_tasks()),
             "fds": open_fd_count(),
+            "loop_lag_ms": round(state.load.load.loop_lag_ms, 1),
+            "cpu_pct": round(state.load.load.cpu_pct, 1),
         })
     return web.json_response(body, status=200 if status in ("ok", "degraded") else 503)
 

@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from coach.tasks import TaskOwner
 from media.peer import set_jitter_prefetch, use_loopback_ice
 from server import security
+from server.admission import Admission
 from server.api import add_routes
 from server.outbox import ConnectionOutbox
 from server.recovery import finalize_orphaned_sessions
@@ -55,9 +57,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     except Exception:  # noqa: BLE001 - recovery must not keep the server from starting
         log.exception("finishing orphaned sessions failed")
     outbox = ConnectionOutbox(state.process_id, bus)
-    manager = RoomManager(settings, store, state.metrics, state.hooks, outbox, state.process_id)
+    manager = RoomManager(settings, store, state.metrics, state.hooks, outbox, state.process_id,
+                          Admission(settings.server, state.load))
     router = Router(settings, store, bus, manager, outbox)
+    load_task = TaskOwner("load")
     try:
+        load_task.spawn(state.load.run(), "load-monitor")
         await router.start()
         state.services = Services(store=store, bus=bus, store_kind="redis" if settings.server.redis_url else "memory",
                                   outbox=outbox, manager=manager, router=router)
@@ -74,6 +79,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         state.services = None
         await bus.close()
         await store.close()
+        await load_task.close()
 
 
 async def _close_websockets(app: web.Application) -> None:

@@ -27,6 +27,12 @@ class Metrics:
         self.signalling_errors = Counter(
             "livecoach_signalling_errors", "Error replies sent on /ws", ["reason"], registry=r
         )
+        self.loop_lag = Gauge("livecoach_loop_lag_seconds",
+                              "Mean event-loop scheduling delay over the load window", registry=r)
+        self.cpu = Gauge("livecoach_process_cpu_ratio",
+                         "Process CPU over the load window (1.0 = one core)", registry=r)
+        self.admission_refused = Counter(
+            "livecoach_admission_refused", "New sessions refused: session cap, loop lag or CPU", registry=r)
         self.tips = Counter("livecoach_tips", "Mentor tips delivered to a streamer", registry=r)
         self.turn_latency = Histogram(
             "livecoach_turn_latency_seconds",

@@ -52,6 +52,12 @@ class ServerSettings(BaseModel):
     secret: str = DEV_SECRET  # HMAC key for join tokens
     token_ttl_s: int = Field(default=4 * 3600, gt=0)
     max_sessions: int = Field(default=15, ge=1)  # per process; beyond it: 503 + Retry-After
+    # Admission by load (server/admission.py): new sessions are refused (503 + Retry-After) while
+    # the loop's mean scheduling delay or the process CPU over the window is at/above these; 0 = off.
+    admission_max_loop_lag_ms: float = Field(default=200.0, ge=0)
+    admission_max_cpu_pct: float = Field(default=90.0, ge=0)  # % of one core
+    load_window_s: float = Field(default=2.0, gt=0)
+    load_sample_interval_s: float = Field(default=0.1, gt=0)
     max_ws_message_bytes: int = Field(default=64 * 1024, ge=1024)
     max_sdp_bytes: int = Field(default=32 * 1024, ge=512)
     max_tip_chars: int = Field(default=500, ge=1)

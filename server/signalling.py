@@ -130,11 +130,14 @@ class Connection:
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
-    settings = state.settings
     services = state.services
-    if state.closing or services is None or services.manager.peer_count >= settings.server.max_sessions:
-        return json_error(503, "server_busy", "too many live sessions on this server, retry later",
-                          headers={"Retry-After": str(RETRY_AFTER_S)})
+    busy = {"Retry-After": str(RETRY_AFTER_S)}
+    if state.closing or services is None:
+        return json_error(503, "server_busy", "the server is starting or stopping, retry later", headers=busy)
+    # The session cap, loop lag and CPU (server/admission.py); live sessions are never touched.
+    refused = services.manager.admission.refusal(services.manager.peer_count)
+    if refused is not None:
+        return json_error(503, "server_busy", refused, headers=busy)
     address = request.remote or "unknown"
     if not state.unjoined.acquire(address):
         return json_error(429, "too_many_connections", "too many connections waiting to join, retry later",

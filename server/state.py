@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from coach.tasks import TaskOwner
+from server.admission import LoadMonitor
 from server.auth import ID_PATTERN
 from server.limits import ConnectionCap
 from server.metrics import Metrics
@@ -56,10 +57,12 @@ class AppState:
     connections: set[OpenConnection] = field(default_factory=set)
     closing: bool = False
     unjoined: ConnectionCap = field(init=False)  # WebSockets not joined yet, per process and address
+    load: LoadMonitor = field(init=False)  # loop lag and CPU; its task runs while the services do
 
     def __post_init__(self) -> None:
         server = self.settings.server
         self.unjoined = ConnectionCap(server.max_unjoined_connections, server.max_unjoined_per_address)
+        self.load = LoadMonitor(server, self.metrics)
 
     def running(self) -> Services:
         """The live services, or a 503 JSON error while the app starts or stops."""

@@ -21,6 +21,11 @@ collect_ignore = ["browser"]
 # default in-memory store even when the environment (CI) exports REDIS_URL.
 _REDIS_URL = os.environ.pop("REDIS_URL", None) or "redis://127.0.0.1:6379/15"
 
+# Admission by CPU/loop lag is off for apps under test: a test process also runs its clients and
+# may use a whole core on a busy machine; tests/test_admission.py turns it on where it is tested.
+os.environ.setdefault("LIVECOACH_SERVER__ADMISSION_MAX_CPU_PCT", "0")
+os.environ.setdefault("LIVECOACH_SERVER__ADMISSION_MAX_LOOP_LAG_MS", "0")
+
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from coach.contracts import SessionEvents
 from coach.tasks import TaskOwner
+from server.admission import Admission
 from server.metrics import Metrics
 from server.settings import Settings
 from server.store.base import Store
@@ -101,3 +102,4 @@ class RoomServices:
     peers: PeerCount
     tasks: TaskOwner  # manager-level tasks (a lost peer's removal outlives the peer's own tasks)
     peer_lost: Callable[[ConnRef, str], Coroutine[Any, Any, None]]
+    admission: Admission  # may a new media session start now (session cap, loop lag, CPU)?

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from coach.tasks import TaskOwner
+from server.admission import Admission, LoadMonitor
 from server.auth import PRIMARY_ROLES, TokenClaims
 from server.metrics import Metrics
 from server.protocol import AnyMessage, Ice, Offer, ProtocolError, Tip, TipAck, Whisper
@@ -58,7 +59,7 @@ HANDLERS: dict[str, Handler] = {
 
 class RoomManager:
     def __init__(self, settings: Settings, store: Store, metrics: Metrics, hooks: MediaHooks, outbox: Outbox,
-                 process_id: str) -> None:
+                 process_id: str, admission: Admission | None = None) -> None:
         self.process_id = process_id
         self.settings = settings
         self.store = store
@@ -68,11 +69,17 @@ class RoomManager:
         self.by_conn: dict[ConnRef, Room] = {}
         self._peers = PeerCount(metrics)
         self._tasks = TaskOwner(f"rooms:{process_id}")
+        # Without an app's monitor (tools, tests): an idle load, so only the session cap applies.
+        admission = admission or Admission(settings.server, LoadMonitor(settings.server, metrics))
         self.services = RoomServices(settings=settings, process_id=process_id, store=store, metrics=metrics,
                                      hooks=hooks, outbox=outbox, peers=self._peers, tasks=self._tasks,
-                                     peer_lost=self.peer_lost)
+                                     peer_lost=self.peer_lost, admission=admission)
 
     # ---- counters --------------------------------------------------------------------------------
+    @property
+    def admission(self) -> Admission:
+        return self.services.admission
+
     @property
     def peer_count(self) -> int:
         return self._peers.value

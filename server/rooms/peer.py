@@ -54,8 +54,9 @@ class PeerSession:
         if self.pc is not None:
             raise ProtocolError("invalid_state", "already published; leave and rejoin to renegotiate", ref)
         settings = self.services.settings
-        if self.services.peers.value >= settings.server.max_sessions:
-            raise ProtocolError("server_busy", "too many media sessions on this server", ref)
+        refused = self.services.admission.refusal(self.services.peers.value)
+        if refused is not None:  # live sessions go on; only this new one is refused
+            raise ProtocolError("server_busy", refused, ref)
         try:
             check_offer(sdp, self.allowed_networks)
         except OfferError as exc:
