@@ -119,12 +119,6 @@ class Scenario(_Strict):
         lang = language or self.language
         return self.title.get(lang) or self.title.get(self.language) or next(iter(self.title.values()))
 
-    def alert_settings(self, base: AlertSettings) -> AlertSettings:
-        """The app's alert settings with this scenario's overrides applied."""
-        if not self.alerts:
-            return base
-        return AlertSettings(**{**base.model_dump(), **self.alerts})
-
     def summary(self) -> dict[str, Any]:
         """Small public description (scenario pickers, /api/scenarios)."""
         return {

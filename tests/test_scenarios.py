@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from coach.alerts import effective_alert_settings
 from coach.contracts import ChatMessage
 from coach.providers.scripted import ScriptedCustomerLLM, addresses, is_garbled, split_clauses
 from coach.scenarios import ScenarioError, get_scenario, load_scenarios, system_prompt
@@ -50,9 +51,9 @@ def test_all_shipped_scenarios_load():
         assert len(sc.objections) >= 3, sid
         assert sc.script_keywords, sid
         assert sc.product.facts, sid
-        # Overrides (if any) must produce valid alert settings.
-        assert isinstance(sc.alert_settings(AlertSettings()), AlertSettings)
-    assert scenarios["price-haggler-en"].alert_settings(AlertSettings()).unanswered_question_s == 6.0
+        # Overrides (if any) must produce valid alert settings (as the live alerts apply them).
+        assert isinstance(effective_alert_settings(AlertSettings(), sc), AlertSettings)
+    assert effective_alert_settings(AlertSettings(), scenarios["price-haggler-en"]).unanswered_question_s == 6.0
     assert scenarios["skincare-sensitive-zh"].title_for("en") == "Sensitive-skin shopper (Chinese)"
 
 
