@@ -243,3 +243,20 @@ def test_scenarios_are_cached_and_reloaded_on_change(tmp_path) -> None:
     assert edited["price-haggler-en"] is not first["price-haggler-en"]
     (tmp_path / src.name).unlink()
     assert load_scenarios(tmp_path) == {}
+
+
+async def test_scripted_customer_without_scenario_does_not_crash() -> None:
+    """A shadowed stream has no scenario: building the offline providers must still work (it
+    crashed with 'NoneType' has no attribute 'language' and the streamer lost transcripts)."""
+    from coach.providers.factory import build_providers
+    from coach.settings import ProviderSettings
+
+    providers = build_providers(ProviderSettings(stt="whisper", llm="scripted", tts="espeak"), None)
+    try:
+        assert providers.llm.language == "en"
+    finally:
+        await providers.aclose()
+    llm = ScriptedCustomerLLM(None, language="zh-CN")
+    assert llm.language == "zh"
+    chunks = [c async for c in llm.stream_reply([ChatMessage("user", "你好")], "zh")]
+    assert "".join(chunks).startswith("不好意思")

@@ -96,10 +96,12 @@ class CustomerState:
 class ScriptedCustomerLLM:
     """coach.contracts.LLMProvider backed by the scenario's objection script."""
 
-    def __init__(self, scenario: Scenario):
+    def __init__(self, scenario: Scenario | None, language: str = "en"):
+        # A shadowed stream has no scenario (nobody plays the customer): the LLM is then never
+        # asked, but building the providers must not fail, or the streamer loses transcripts.
         self.scenario = scenario
-        self.language = scenario.language  # the script's texts are in the scenario's language
-        self._canned = _CANNED[scenario.language]
+        self.language = scenario.language if scenario else ("zh" if language.startswith("zh") else "en")
+        self._canned = _CANNED[self.language]
 
     async def stream_reply(self, messages: list[ChatMessage], language: str) -> AsyncIterator[str]:
         # No artificial delay: the whole reply exists at once, chunked like a streaming LLM.
@@ -110,6 +112,8 @@ class ScriptedCustomerLLM:
     def reply(self, messages: list[ChatMessage]) -> str:
         """The full reply to the conversation so far (pure function of the trainee's messages)."""
         user_texts = [m.content or "" for m in messages if m.role == "user"]
+        if self.scenario is None:
+            return self._canned["didnt_catch"]  # no script to follow
         if not user_texts:
             return self.scenario.greeting
         state = CustomerState()
@@ -121,6 +125,7 @@ class ScriptedCustomerLLM:
     # ---- one trainee turn -------------------------------------------------------------
 
     def _step(self, state: CustomerState, text: str) -> str:
+        assert self.scenario is not None  # reply() answers scenario-less calls itself
         if state.closed:
             return self._canned["after_buy" if state.closed == "buy" else "after_not_buy"]
         if is_garbled(text):
