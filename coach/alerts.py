@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from coach.analytics import alert_overrides, count_phrase, count_units, is_question, overlap_s, scenario_field
+from coach.analytics import (
+    alert_overrides,
+    count_phrase,
+    count_units,
+    is_question,
+    overlap_s,
+    scenario_field,
+)
 from coach.settings import AlertSettings
 
 log = logging.getLogger(__name__)
@@ -22,15 +30,45 @@ NS = 1_000_000_000
 RATE_WINDOW_S = 30.0  # speech rate over the last ~30 s of the speaker's *speaking* time
 RATE_MIN_SPEECH_S = 10.0  # judging the rate on less speech than this is noise
 
-# kind → (severity, zh template, en template); templates use the alert's detail fields.
-_TEXT: dict[str, tuple[str, str, str]] = {
-    "dead_air": ("warning", "冷场 {silence_s:.0f} 秒，请继续讲解或提问", "Dead air: {silence_s:.0f} s of silence, keep talking"),
-    "speech_rate_high": ("info", "语速过快（{rate:.0f}/分钟），请放慢", "Speaking too fast ({rate:.0f}/min), slow down"),
-    "speech_rate_low": ("info", "语速过慢（{rate:.0f}/分钟），请加快节奏", "Speaking too slowly ({rate:.0f}/min), pick up the pace"),
-    "unanswered_question": ("warning", "顾客的问题 {waited_s:.0f} 秒未回答：{question}",
-                            "Customer question unanswered for {waited_s:.0f} s: {question}"),
-    "keyword_unused": ("info", "尚未使用话术关键词：{keyword_list}", "Script keywords not used yet: {keyword_list}"),
+SEVERITY = {
+    "dead_air": "warning", "speech_rate_high": "info", "speech_rate_low": "info",
+    "unanswered_question": "warning", "keyword_unused": "info",
+    "stream_fps_low": "warning", "stream_loss_high": "warning",
 }
+ASKERS = ("customer", "viewer")  # whose questions the coached speaker should answer
+
+# Alerts travel as kind + parameters and each page words them in its own language; these
+# templates are only for server-side text (the printable report) and logs.
+_TEXT: dict[str, tuple[str, str]] = {
+    "dead_air": ("冷场 {silence_s:.0f} 秒（阈值 {threshold_s:.0f} 秒），请继续讲解或提问",
+                 "Dead air: {silence_s:.0f} s of silence (limit {threshold_s:.0f} s), keep talking"),
+    "speech_rate_high": ("语速过快：{rate:.0f} {unit_zh}（上限 {threshold:.0f}），请放慢",
+                         "Speaking too fast: {rate:.0f} {unit} (limit {threshold:.0f}), slow down"),
+    "speech_rate_low": ("语速过慢：{rate:.0f} {unit_zh}（下限 {threshold:.0f}），请加快节奏",
+                        "Speaking too slowly: {rate:.0f} {unit} (minimum {threshold:.0f}), pick up the pace"),
+    "unanswered_question": ("问题 {waited_s:.0f} 秒未回答：{question}",
+                            "Question unanswered for {waited_s:.0f} s: {question}"),
+    "keyword_unused": ("尚未使用话术关键词：{keyword_list}", "Script keywords not used yet: {keyword_list}"),
+    "stream_fps_low": ("画面卡顿：{fps:.0f} 帧/秒（低于 {threshold:.0f}）已 {for_s:.0f} 秒",
+                       "Stream stutters: {fps:.0f} fps (below {threshold:.0f}) for {for_s:.0f} s"),
+    "stream_loss_high": ("网络丢包 {loss_pct:.1f}%（高于 {threshold:.0f}%）已 {for_s:.0f} 秒",
+                         "Packet loss {loss_pct:.1f} % (above {threshold:.0f} %) for {for_s:.0f} s"),
+}
+_UNIT_ZH = {"wpm": "词/分钟", "cpm": "字/分钟"}
+
+
+def alert_text(alert: dict[str, Any], language: str) -> str:
+    """One alert worded in ``language`` ("zh" or "en"); unknown kinds fall back to the kind."""
+    templates = _TEXT.get(str(alert.get("kind")))
+    if templates is None:
+        return str(alert.get("kind") or "")
+    params = {**alert, "unit_zh": _UNIT_ZH.get(str(alert.get("unit")), "")}
+    if "keywords" in alert and "keyword_list" not in alert:
+        params["keyword_list"] = ("、" if language == "zh" else ", ").join(alert["keywords"])
+    try:
+        return (templates[0] if language == "zh" else templates[1]).format(**params)
+    except (KeyError, ValueError, TypeError):
+        return str(alert.get("kind"))
 
 
 def effective_alert_settings(settings: AlertSettings, scenario: Any) -> AlertSettings:
@@ -133,8 +171,9 @@ class LiveAlerts:
     def _on_transcript(self, ev: dict[str, Any]) -> None:
         text = str(ev.get("text") or "")
         end = int(ev.get("end_ns") or ev["t_ns"])
-        if ev.get("speaker") == "customer":
-            self._activity(end)
+        if ev.get("speaker") in ASKERS:
+            if ev.get("speaker") == "customer":  # a viewer's chat question is not on air
+                self._activity(end)
             if is_question(text):
                 self._question = (end, text)
                 self._active.discard("unanswered_question")  # a new question is a new episode
@@ -183,6 +222,10 @@ class LiveAlerts:
             "keywords_unused": [kw for kw in self._keywords if kw not in self._used],
             "question_pending": self._question[1] if self._question else None,
             "alerts_fired": len(self.fired),
+            # Thresholds, so the page can show each figure against its limit.
+            "speech_rate_min": self.settings.speech_rate_min.get(self.language),
+            "speech_rate_max": self.settings.speech_rate_max.get(self.language),
+            "dead_air_s": self.settings.dead_air_s,
         }
 
     # ---- decisions -------------------------------------------------------------------------
@@ -237,26 +280,17 @@ class LiveAlerts:
         waited_s = (now_ns - asked_ns) / NS
         if waited_s < self.settings.unanswered_question_s:
             return None
-        return {"question": text, "waited_s": round(waited_s, 2), "asked_ns": asked_ns}
+        return {"question": text, "waited_s": round(waited_s, 2), "asked_ns": asked_ns,
+                "threshold_s": self.settings.unanswered_question_s}
 
     def _keyword_unused(self, now_ns: int) -> dict[str, Any] | None:
         unused = [kw for kw in self._keywords if kw not in self._used]
         elapsed_s = (now_ns - (self._start_ns or now_ns)) / NS
         if not unused or elapsed_s < self.settings.keyword_unused_after_s:
             return None
-        return {"keywords": unused, "keyword_list": "、".join(unused) if self.language == "zh" else ", ".join(unused)}
+        return {"keywords": unused, "threshold_s": self.settings.keyword_unused_after_s}
 
     def _alert(self, kind: str, now_ns: int, details: dict[str, Any]) -> dict[str, Any]:
-        severity, zh, en = _TEXT[kind]
-        message_zh, message_en = zh.format(**details), en.format(**details)
-        return {
-            "type": "alert",
-            "kind": kind,
-            "message": f"{message_zh} / {message_en}",
-            "message_zh": message_zh,
-            "message_en": message_en,
-            "severity": severity,
-            "t_ns": now_ns,
-            "speaker": self.speaker,
-            **details,
-        }
+        # Kind + parameters only: the mentor's page words it in the viewer's language.
+        return {"type": "alert", "kind": kind, "severity": SEVERITY[kind], "t_ns": now_ns,
+                "speaker": self.speaker, **details}

@@ -117,7 +117,9 @@ def compute_metrics(
             fillers[f] = fillers.get(f, 0) + n
     filler_total = sum(fillers.values())
 
-    questions = question_responses(cust_utts, trainee, tl)
+    # Customers ask by voice; a shadowed stream's viewers by chat (the script's question list).
+    askers = sorted(cust_utts + utterances(events, "viewer"), key=lambda u: u.start_ns)
+    questions = question_responses(askers, trainee, tl)
     answered = [q.response_s for q in questions if q.response_s is not None]
     latencies = turn_latencies(events)
     lat_values = [t.latency_ms for t in latencies]
@@ -130,7 +132,9 @@ def compute_metrics(
         duration_s=round((tl.t_end - tl.t0) / NS, 3),
         trainee_talk_s=round(trainee_talk, 3),
         customer_talk_s=round(customer_talk, 3),
-        talk_ratio=round(trainee_talk / (trainee_talk + customer_talk), 3) if trainee_talk + customer_talk else None,
+        # A streamer has no one on air to share the time with: no ratio rather than a fake 100 %.
+        talk_ratio=(round(trainee_talk / (trainee_talk + customer_talk), 3)
+                    if trainee_talk + customer_talk and who != "streamer" else None),
         trainee_units=units,
         speech_rate=speech_rate(units, trainee_talk),
         speech_rate_unit="cpm" if lang == "zh" else "wpm",

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from coach.alerts import effective_alert_settings
+from coach.alerts import alert_text, effective_alert_settings
 from coach.analytics import (
     NS,
     SessionMetrics,
@@ -28,6 +28,8 @@ from coach.analytics import (
     session_info,
     timeline,
 )
+from coach.report_i18n import labels
+from coach.report_shadow import health_chart, stream_health, tip_acks, whisper_items
 from coach.settings import AlertSettings
 
 REPORT_VERSION = 1
@@ -98,7 +100,7 @@ def score_skill(m: SessionMetrics) -> dict[str, Any]:
         en.append(f"talked {m.talk_ratio:.0%} of the time")
         zh.append(f"说话时间占比 {m.talk_ratio:.0%}")
     if not comp:
-        return _dimension([], "The trainee did not speak.", "学员没有发言。", comp)
+        return _silent(m)
     return _dimension(list(comp.values()), _sentence(en), "，".join(zh) + "。", comp)
 
 
@@ -118,7 +120,7 @@ def score_response(m: SessionMetrics) -> dict[str, Any]:
 
 def score_composure(m: SessionMetrics, alerts: AlertSettings) -> dict[str, Any]:
     if not m.trainee_talk_s:
-        return _dimension([], "The trainee did not speak.", "学员没有发言。", {})
+        return _silent(m)
     comp: dict[str, float] = {}
     en, zh = [], []
     lo, hi = alerts.speech_rate_min.get(m.language), alerts.speech_rate_max.get(m.language)
@@ -149,6 +151,12 @@ def score_composure(m: SessionMetrics, alerts: AlertSettings) -> dict[str, Any]:
     return _dimension(list(comp.values()), _sentence(en), "，".join(zh) + "。", comp)
 
 
+def _silent(m: SessionMetrics) -> dict[str, Any]:
+    if m.speaker == "streamer":
+        return _dimension([], "The streamer did not speak.", "主播没有发言。", {})
+    return _dimension([], "The trainee did not speak.", "学员没有发言。", {})
+
+
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
@@ -167,7 +175,8 @@ def build_timeline(events: list[dict[str, Any]], m: SessionMetrics, keywords: li
     tl = timeline(events)
     interrupted_turns = {ev.get("turn") for ev in events if ev.get("type") == "interruption" and not ev.get("false_interruption")}
     unanswered = {q.t_s for q in m.questions if q.response_s is None}
-    items: list[dict[str, Any]] = []
+    acks = tip_acks(events)
+    items: list[dict[str, Any]] = whisper_items(events, tl)
     for ev in events:
         kind = ev.get("type")
         if kind == "transcript" and ev.get("final", True) and ev.get("text"):
@@ -177,10 +186,13 @@ def build_timeline(events: list[dict[str, Any]], m: SessionMetrics, keywords: li
             items.append({"kind": "interruption", "t_s": tl.s(int(ev.get("user_onset_ns") or ev["t_ns"])),
                           "turn": ev.get("turn"), "false_interruption": false_,
                           "flushed_ms": ev.get("flushed_ms"), "text": ev.get("played_text", "")})
-        elif kind in ("alert", "tip"):
-            items.append({"kind": kind, "t_s": tl.s(int(ev["t_ns"])), "text": ev.get("message") or ev.get("text") or "",
-                          "severity": ev.get("severity"), "alert_kind": ev.get("kind") if kind == "alert" else None,
-                          "from": ev.get("from")})
+        elif kind == "alert":
+            params = {k: v for k, v in ev.items() if k not in ("type", "kind", "t_ns", "session_id")}
+            items.append({"kind": "alert", "t_s": tl.s(int(ev["t_ns"])), "alert_kind": ev.get("kind"),
+                          "text": alert_text(ev, m.language), "severity": ev.get("severity"), "params": params})
+        elif kind == "tip":
+            items.append({"kind": "tip", "t_s": tl.s(int(ev["t_ns"])), "text": ev.get("text") or "",
+                          "from": ev.get("from"), "tip_id": ev.get("tip_id"), "ack_ms": acks.get(ev.get("tip_id"))})
     for span in m.pauses.spans:
         if span.duration_s >= LONG_PAUSE_S:
             items.append({"kind": "pause", "t_s": span.start_s, "duration_s": round(span.duration_s, 3)})
@@ -196,7 +208,7 @@ def _line(ev: dict[str, Any], tl, coached: str, keywords: list[str], interrupted
     markers: list[dict[str, Any]] = []
     if ev.get("speaker") == coached:
         markers += [{"kind": "keyword", "text": kw} for kw in keywords if count_phrase(text, kw)]
-    if ev.get("speaker") == "customer":
+    if ev.get("speaker") in ("customer", "viewer"):
         if ev.get("interrupted") or ev.get("turn") in interrupted_turns:
             markers.append({"kind": "interrupted", "text": str(ev.get("planned") or "")})
         if is_question(text):
@@ -263,7 +275,11 @@ def build_report(
         "latency": [t.model_dump() for t in m.latency],
         "alerts": [_public(ev) for ev in events if ev.get("type") == "alert"],
         "tips": [_public(ev) for ev in events if ev.get("type") == "tip"],
+        "whispers": whisper_items(events, timeline(events)),
+        "subject_role": m.speaker,  # whom the report is about: "trainee" or "streamer"
+        "stream_health": stream_health(events, timeline(events)),
         "recording_url": session.get("recording_url"),
+        "video_url": session.get("video_url"),
     }
 
 
@@ -317,11 +333,17 @@ def safe_url(url: Any) -> str | None:
     return None
 
 
-def render_report_html(report: dict[str, Any]) -> str:
-    """Printable, self-contained HTML page of a report from ``build_report``."""
+def render_report_html(report: dict[str, Any], language: str | None = None) -> str:
+    """Printable, self-contained HTML page of a report from ``build_report``, in one language
+    (``language``, else the session's)."""
+    lang = "zh" if str(language or report.get("language") or "en").startswith("zh") else "en"
     template = _environment().get_template("report.html")
     return template.render(
         r=report,
+        lang=lang,
+        L=labels(lang),
+        word_alert=lambda it: alert_text({**(it.get("params") or {}), "kind": it.get("alert_kind")}, lang),
+        health=health_chart(report.get("stream_health")),
         m=report["metrics"],
         dims=DIMENSIONS,
         chart=latency_chart(report.get("latency") or []),

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from coach.alerts import LiveAlerts, effective_alert_settings
+from coach.alerts import LiveAlerts, alert_text, effective_alert_settings
 from coach.settings import AlertSettings
 from tests.test_analytics import T0, ns
 
@@ -55,7 +55,8 @@ def test_dead_air_fires_at_threshold_once_and_rearms() -> None:
     alert = s.emitted[-1]
     assert alert["type"] == "alert" and alert["severity"] == "warning" and alert["t_ns"] == ns(8.0)
     assert alert["silence_s"] == pytest.approx(5.0) and alert["since_ns"] == ns(3.0)
-    assert "冷场" in alert["message"] and "Dead air" in alert["message"]
+    assert "message" not in alert and alert["threshold_s"] == 5.0  # kind + parameters; pages word it
+    assert "冷场 5 秒" in alert_text(alert, "zh") and "Dead air: 5 s" in alert_text(alert, "en")
     assert s.run(9.75, 12.0) == []  # still the same episode: no spam
     s.speech(12.5, 14.0)  # someone talks: the condition clears and re-arms
     assert s.run(12.75, 18.75) == []
@@ -127,7 +128,7 @@ def test_unanswered_question() -> None:
     assert s.run(13.0, 14.0) == [("unanswered_question", 13.0)]
     alert = s.kinds("unanswered_question")[0]
     assert alert["question"] == "How much is it today?" and alert["waited_s"] == pytest.approx(8.0)
-    assert "How much is it today?" in alert["message"] and "未回答" in alert["message"]
+    assert "How much is it today?" in alert_text(alert, "en") and "未回答" in alert_text(alert, "zh")
     s.speech(15.0, 17.0)  # answered: clears
     assert s.run(15.25, 30.0) == []
     s.ev("transcript", 20.02, speaker="customer", final=True, text="这个有没有赠品", turn=2, end_ns=ns(20.0))
@@ -151,7 +152,7 @@ def test_keyword_unused_once_after_deadline() -> None:
     assert s.run(120.0, 125.0) == [("keyword_unused", 120.0)]
     alert = s.kinds("keyword_unused")[0]
     assert alert["keywords"] == ["coupon", "7-day returns"] and alert["severity"] == "info"
-    assert "coupon, 7-day returns" in alert["message_en"] and "话术" in alert["message_zh"]
+    assert "coupon, 7-day returns" in alert_text(alert, "en") and "话术" in alert_text(alert, "zh")
     s.said(130, 134, 0, text="Use the coupon and you get 7-day returns.")
     assert s.run(135.0, 200.0) == []
 
@@ -213,4 +214,20 @@ def test_real_scenario_overrides_and_zh_keywords() -> None:
     fired = alerts.tick(ns(120.0))
     assert [a["kind"] for a in fired] == ["keyword_unused"]
     assert "优惠券" not in fired[0]["keywords"] and "到手价" not in fired[0]["keywords"]
-    assert "直播间专属价" in fired[0]["keywords"] and "、" in fired[0]["message_zh"]
+    assert "直播间专属价" in fired[0]["keywords"] and "、" in alert_text(fired[0], "zh")
+
+
+def test_viewer_question_from_the_script_list_needs_an_answer() -> None:
+    """Shadowed streams have no customer: a viewer's (chat) question counts, but it is not airtime."""
+    s = Session(unanswered_question_s=6.0, dead_air_s=100.0)
+    s.ev("transcript", 2.0, speaker="viewer", final=True, text="Is there a discount today?", end_ns=ns(2.0))
+    assert s.run(2.0, 8.0) == [("unanswered_question", 8.0)]
+    assert alert_text(s.kinds("unanswered_question")[0], "en").startswith("Question unanswered for 6 s")
+
+
+def test_snapshot_carries_thresholds() -> None:
+    emitted: list[dict[str, Any]] = []
+    alerts = LiveAlerts(AlertSettings(), None, emitted.append, speaker="streamer", language="zh")
+    snap = alerts.snapshot(ns(1.0))
+    assert snap["speech_rate_unit"] == "cpm"
+    assert (snap["speech_rate_min"], snap["speech_rate_max"], snap["dead_air_s"]) == (180.0, 330.0, 5.0)

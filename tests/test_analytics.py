@@ -217,7 +217,7 @@ def test_shadow_session_coaches_the_streamer() -> None:
     log.speech(0.0, 10.0).said(0.0, 10.0, "word " * 30)
     log.speech(17.0, 20.0).said(17.0, 20.0, "word " * 6)
     m = compute_metrics(log.end(20.0))
-    assert m.speaker == "streamer" and m.customer_talk_s == 0 and m.talk_ratio == 1.0
+    assert m.speaker == "streamer" and m.customer_talk_s == 0 and m.talk_ratio is None  # nobody to share with
     assert m.speech_rate == pytest.approx(166.2)  # 36 words / 13 s
     assert m.dead_air.count == 1 and m.pauses.count == 1 and m.pauses.longest_s == pytest.approx(7.0)
 

@@ -131,7 +131,11 @@ def test_html_renders_and_escapes() -> None:
     assert f'id="score-overall">{report["overall"]}<' in html
     assert html.count('<rect class="bar') == 2 and "turn 1: 900 ms" in html
     assert '<a class="rec" href="/recordings/s1.wav">' in html
-    assert "@media print" in html and "总分 Overall" in html and "对话记录 Transcript" in html
+    assert "@media print" in html and "Overall" in html and "Transcript" in html
+    assert "总分" not in html  # one language per page: the session's, or the one asked for
+    zh = render_report_html(report, "zh")
+    assert "总分" in zh and "对话记录" in zh and "Overall" not in zh
+    assert html.count("/recordings/s1.wav") == 2  # the player and the link; print adds it once via CSS
     # A javascript: link is dropped even though autoescaping would keep it.
     report["recording_url"] = "javascript:alert(1)"
     assert "javascript:" not in render_report_html(report)
@@ -219,3 +223,35 @@ def test_report_tolerates_odd_log_entries() -> None:
     report = build_report(session_record(good_session()), events, SCENARIO)
     assert report["metrics"]["trainee_talk_s"] == pytest.approx(8.6) and report["alerts"] == []
     render_report_html(report)
+
+
+def test_shadow_report_names_the_streamer_with_tips_whispers_and_stream_health() -> None:
+    log = Log(kind="shadow")
+    log.speech(0.0, 10.0).said(0.0, 10.0, "word " * 40)
+    events = log.end(30.0)
+    events += [
+        {"type": "tip", "t_ns": ns(5.0), "tip_id": "t1", "text": "Slow down a little", "from": "coach-li"},
+        {"type": "tip_acked", "t_ns": ns(6.0), "tip_id": "t1", "rtt_ms": 812.0},
+        {"type": "whisper", "t_ns": ns(12.0), "on": True, "from": "coach-li"},
+        {"type": "whisper", "t_ns": ns(14.5), "on": False, "from": "coach-li"},
+        {"type": "alert", "t_ns": ns(9.0), "kind": "speech_rate_high", "severity": "info", "rate": 240.0,
+         "threshold": 190.0, "unit": "wpm", "speaker": "streamer"},
+    ] + [{"type": "stream_health", "t_ns": ns(t), "fps": 30.0 if t < 20 else 4.0, "width": 640, "height": 480,
+          "loss_pct": 0.0, "freezes": 0 if t < 20 else 1, "fps_min": 15.0} for t in range(1, 30)]
+    events.sort(key=lambda e: e["t_ns"])
+    report = build_report({"session_id": "sh1", "user": "anna", "kind": "shadow"}, events)
+    assert report["subject_role"] == "streamer" and report["metrics"]["talk_ratio"] is None
+    kinds = [it["kind"] for it in report["timeline"]]
+    assert "tip" in kinds and "whisper" in kinds and "alert" in kinds
+    tip = next(it for it in report["timeline"] if it["kind"] == "tip")
+    assert tip["ack_ms"] == 812.0 and tip["from"] == "coach-li"
+    assert report["whispers"] == [{"kind": "whisper", "t_s": 12.0, "duration_s": 2.5, "from": "coach-li"}]
+    alert = next(it for it in report["timeline"] if it["kind"] == "alert")
+    assert alert["params"]["rate"] == 240.0 and "Speaking too fast: 240 wpm" in alert["text"]
+    health = report["stream_health"]
+    assert health["fps_min"] == 4.0 and health["freezes"] == 1 and health["resolution"] == "640×480"
+    html = render_report_html(report, "en")
+    assert "Streamer: <b>anna</b>" in html and "Trainee" not in html
+    assert "Slow down a little" in html and "mentor whispered (coach-li) 2.5" in html and "Stream health" in html
+    zh = render_report_html(report, "zh")
+    assert "主播: <b>anna</b>" in zh and "导师耳语" in zh and "语速过快" in zh and "<polyline" in zh

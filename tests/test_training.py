@@ -48,7 +48,7 @@ async def test_dead_air_alert_reaches_the_mentor_on_time(aiohttp_server: Any, tm
     # 250 ms alert tick: never before (how soon after is load-dependent: generous bound).
     silence_s = (alert["t_ns"] - speech_end["speech_end_ns"]) / 1e9
     assert 1.5 <= silence_s < 10, silence_s
-    assert alert["severity"] and alert["message"]
+    assert alert["severity"] and alert["threshold_s"] == 1.5 and "message" not in alert  # the page words it
     assert transcript["speaker"] == "streamer" and transcript["text"] == QUESTION
     # The mentor's live panel: silence is counting, the streamer's words were counted.
     assert live["speaker"] == "streamer" and live["silence_s"] >= 1.5, live

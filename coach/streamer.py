@@ -1,0 +1,167 @@
+"""Live coaching of a shadowed streamer (no AI customer): what the mentor sees about the stream.
+
+The server hands this class the streamer's 16 kHz PCM, each decoded video frame and, about once a
+second, the video receiver's RTP counters; it calls ``tick`` every 250 ms. Out come session events
+through ``emit``: ``vad`` edges, ``transcript`` lines (STT per utterance), ``viewer_question`` when a
+question of the script's list comes due, ``alert`` (kind + parameters: the page words them), and
+every second a ``metrics`` snapshot and a ``stream_health`` sample for the mentor's panel.
+
+Speech rate, pauses, dead air, script keywords and answers to viewer questions are measured by
+coach/alerts.py live and coach/analytics.py afterwards, on the same events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from coach.alerts import LiveAlerts
+from coach.analytics_text import scenario_field
+from coach.contracts import ProviderError, STTProvider
+from coach.settings import AlertSettings, VadSettings
+from coach.stream_health import HealthThresholds, StreamHealth
+from coach.vad import SileroVad, SpeechEnd, SpeechStart, VadSegmenter
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+SAMPLE_RATE = 16_000
+SNAPSHOT_EVERY_TICKS = 4  # one metrics / stream-health sample per second at 250 ms ticks
+MAX_PENDING_STT = 2  # a busy STT skips utterances rather than queueing without bound
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerQuestion:
+    text: str
+    at_s: float  # when it is asked, in seconds from the session start
+
+
+def viewer_questions(scenario: Any) -> list[ViewerQuestion]:
+    """The script's viewer-question list (``viewer_questions: [{text, at_s}]``), time-ordered."""
+    raw = scenario_field(scenario, "viewer_questions", []) or []
+    out = []
+    for q in raw:
+        text, at_s = scenario_field(q, "text"), scenario_field(q, "at_s", 0.0)
+        if text:
+            out.append(ViewerQuestion(str(text), float(at_s)))
+    return sorted(out, key=lambda q: q.at_s)
+
+
+class StreamerAnalysis:
+    """One shadowed stream's live analysis. ``emit`` must accept any session event dict."""
+
+    def __init__(
+        self,
+        *,
+        emit: Callable[[dict[str, Any]], None],
+        scenario: Any,
+        language: str,
+        alert_settings: AlertSettings,
+        vad_settings: VadSettings,
+        vad: SileroVad | None = None,
+        stt: STTProvider | None = None,
+        health: HealthThresholds | None = None,
+        name: str = "stream",
+    ) -> None:
+        self.language = "zh" if language.startswith("zh") else "en"
+        self.name = name
+        self._emit = emit
+        self.alerts = LiveAlerts(alert_settings, scenario, self._emit_alert, speaker="streamer", language=self.language)
+        self.health = StreamHealth(health or HealthThresholds(), emit=self._emit_alert)
+        self.segmenter = VadSegmenter(vad_settings, vad=vad)
+        self.stt = stt
+        self._questions = viewer_questions(scenario)
+        self._start_ns: int | None = None
+        self._ticks = 0
+        self._stt_tasks: set[asyncio.Task[None]] = set()
+
+    # ---- events out --------------------------------------------------------------------------
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Emit a session event and let the live alerts see it."""
+        self._emit(event)
+        self.alerts.on_event(event)
+
+    def _emit_alert(self, alert: dict[str, Any]) -> None:
+        self._emit(alert)  # alerts are not fed back into the alert state
+
+    # ---- inputs ------------------------------------------------------------------------------
+
+    def start(self, t_ns: int) -> None:
+        self._start_ns = t_ns
+        self.alerts.on_event({"type": "session_started", "t_ns": t_ns})
+
+    def feed_pcm(self, pcm: np.ndarray, t_ns: int) -> None:
+        for ev in self.segmenter.feed(pcm, t_ns):  # VAD inline: ~80 µs per 32 ms chunk
+            if isinstance(ev, SpeechStart):
+                self.emit({"type": "vad", "speaker": "streamer", "edge": "start",
+                           "speech_start_ns": ev.onset_ns, "t_ns": t_ns})
+            elif isinstance(ev, SpeechEnd):
+                self.emit({"type": "vad", "speaker": "streamer", "edge": "end", "speech_start_ns": ev.onset_ns,
+                           "speech_end_ns": ev.end_ns, "t_ns": ev.decided_ns})
+                self._transcribe(ev)
+
+    def on_video_frame(self, t_ns: int, width: int, height: int) -> None:
+        self.health.on_frame(t_ns, width, height)
+
+    def on_rtp_counters(self, t_ns: int, counters: dict[str, Any]) -> None:
+        self.health.on_rtp(t_ns, **counters)
+
+    # ---- transcripts -------------------------------------------------------------------------
+
+    def _transcribe(self, ev: SpeechEnd) -> None:
+        if self.stt is None:
+            return
+        if len(self._stt_tasks) >= MAX_PENDING_STT:
+            log.warning("%s: STT busy, utterance not transcribed", self.name)
+            return
+        task = asyncio.get_running_loop().create_task(self._stt(ev), name=f"stt:{self.name}")
+        self._stt_tasks.add(task)
+        task.add_done_callback(self._stt_done)
+
+    def _stt_done(self, task: asyncio.Task[None]) -> None:
+        self._stt_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: transcription failed", self.name, exc_info=task.exception())
+
+    async def _stt(self, ev: SpeechEnd) -> None:
+        assert self.stt is not None
+        try:
+            text = await self.stt.transcribe(ev.audio, SAMPLE_RATE, self.language)
+        except ProviderError as exc:
+            self.emit({"type": "error", "stage": "stt", "reason": str(exc)})
+            return
+        if text.strip():
+            self.emit({"type": "transcript", "speaker": "streamer", "text": text.strip(), "final": True,
+                       "start_ns": ev.onset_ns, "end_ns": ev.end_ns})
+
+    # ---- clock -------------------------------------------------------------------------------
+
+    def tick(self, now_ns: int) -> None:
+        """Due viewer questions, alert decisions, and the once-a-second snapshots."""
+        if self._start_ns is None:
+            self.start(now_ns)
+        assert self._start_ns is not None
+        while self._questions and self._start_ns + int(self._questions[0].at_s * NS) <= now_ns:
+            q = self._questions.pop(0)
+            asked = self._start_ns + int(q.at_s * NS)
+            # A viewer's chat question: a "transcript" line of the viewer, so the live alerts
+            # and the report measure the streamer's answer like a customer's question.
+            self.emit({"type": "transcript", "speaker": "viewer", "text": q.text, "final": True,
+                       "start_ns": asked, "end_ns": asked, "t_ns": now_ns})
+        self.alerts.tick(now_ns)
+        self.health.tick(now_ns)
+        self._ticks += 1
+        if self._ticks % SNAPSHOT_EVERY_TICKS == 0:
+            self._emit(self.alerts.snapshot(now_ns))
+            self._emit(self.health.sample(now_ns))
+
+    async def close(self) -> None:
+        for task in list(self._stt_tasks):
+            task.cancel()
+        await asyncio.gather(*self._stt_tasks, return_exceptions=True)
