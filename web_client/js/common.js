@@ -1,7 +1,7 @@
 // Shared page plumbing: header + language switch, error banners, status pill, REST helpers.
-import { applyI18n, getLang, setLang, t } from '../i18n.js';
+import { applyI18n, fmtDate, fmtNum, getLang, hasKey, setLang, t } from '../i18n.js';
 
-export { t, getLang };
+export { t, getLang, fmtDate, fmtNum };
 
 const NAV = [
   ['home', '/'], ['practice', '/static/practice.html'], ['stream', '/static/stream.html'],
@@ -48,8 +48,11 @@ export function el(tag, attrs = {}, ...children) {
 export function showBanner(reason, { key, vars = {}, kind = 'error', detail } = {}) {
   const box = document.getElementById('banners');
   if (!box) return;
-  const msgKey = key || (`err.${reason}`);
-  const fullVars = { detail: detail ?? '', ...vars };
+  let msgKey = key || (`err.${reason}`);
+  let fullVars = { detail: detail ?? '', ...vars };
+  // A reason the pages have no words for is shown as a generic error naming the code, never
+  // as the raw key or the server's English sentence.
+  if (!hasKey(msgKey)) { msgKey = 'err.generic'; fullVars = { ...fullVars, detail: reason }; }
   let banner = box.querySelector(`.banner[data-reason="${CSS.escape(reason)}"]`);
   if (!banner) {
     banner = el('div', { class: `banner ${kind}`, role: 'alert', 'data-reason': reason });
@@ -66,6 +69,27 @@ export function showBanner(reason, { key, vars = {}, kind = 'error', detail } = 
 
 export function clearBanner(...reasons) {
   for (const reason of reasons) document.querySelector(`#banners .banner[data-reason="${CSS.escape(reason)}"]`)?.remove();
+}
+
+/** Banner for a failed REST call: the server's reason code in the UI language. */
+export function showHttpError(err) {
+  const reason = err?.reason || 'http';
+  if (reason === 'unreachable') { showBanner('unreachable'); return; }
+  if (hasKey(`err.${reason}`)) { showBanner(reason, { detail: '' }); return; }
+  showBanner('http', { detail: reason });
+}
+
+// ---- alerts ----------------------------------------------------------------------------
+const ALERT_NUMBERS = { silence_s: 0, threshold_s: 0, rate: 0, threshold: 0, waited_s: 0, fps: 0, for_s: 0, loss_pct: 1 };
+
+/** An alert (kind + parameters from the server) worded in the UI language, numbers formatted. */
+export function alertText(a) {
+  const vars = { ...a };
+  for (const [k, digits] of Object.entries(ALERT_NUMBERS)) if (k in a) vars[k] = fmtNum(a[k], digits);
+  if (a.unit) vars.unit = t(`unit.${a.unit}`);
+  if (Array.isArray(a.keywords)) vars.keywords = a.keywords.join(getLang() === 'zh' ? '、' : ', ');
+  const key = `alert.${a.kind}`;
+  return t(key) === key ? t('alert.other', { kind: a.kind }) : t(key, vars);
 }
 
 // ---- status pill -----------------------------------------------------------------------
@@ -150,6 +174,17 @@ export function persistInput(input, key) {
 }
 
 export function fmtMs(v) { return v === null || v === undefined || Number.isNaN(v) ? '—' : String(Math.round(v)); }
+
+/** The claims of a join token (``base64url(json).signature``), or null. Read only to tell the
+ * user early that a link is for another page; the server still checks everything. */
+export function tokenClaims(token) {
+  try {
+    const part = String(token).split('.')[0].replace(/-/g, '+').replace(/_/g, '/');
+    const json = new TextDecoder().decode(Uint8Array.from(atob(part + '='.repeat((4 - (part.length % 4)) % 4)), (c) => c.charCodeAt(0)));
+    const claims = JSON.parse(json);
+    return claims && typeof claims === 'object' ? claims : null;
+  } catch { return null; }
+}
 
 /** Map getUserMedia failures onto banner reasons. */
 export function mediaErrorReason(err) {

@@ -1,11 +1,11 @@
 // Mentor page: watch + hear the streamer, send tips (ack RTT), push-to-talk whisper, alerts/metrics.
-import { $, el, fmtMs, initPage, mediaErrorReason, params, persistInput, safeId, showBanner, t } from './common.js';
+import { $, alertText, clearBanner, el, fmtMs, fmtNum, initPage, mediaErrorReason, params, persistInput, safeId, showBanner, t } from './common.js';
 import { LiveSession } from './signalling.js';
 import { meter, playRemote, watchStream } from './audio.js';
 
 const LC = window.LC = {
-  phase: 'idle', acks: [], tipsSent: [], alerts: [], metrics: null, errors: [], pc: null, events: [],
-  whisper: false, audio: null,
+  phase: 'idle', acks: [], tipsSent: [], alerts: [], metrics: null, health: null, errors: [], pc: null, events: [],
+  whisper: false, audio: null, streamer: null,
 };
 initPage('mentor');
 
@@ -30,7 +30,12 @@ renderQuick();
 // ---- tips ------------------------------------------------------------------------------
 async function sendTip(text) {
   text = text.trim();
-  if (!text || !session) return;
+  if (!text) return;
+  if (!session || LC.phase !== 'connected' || !LC.streamer) {
+    // Nothing to deliver to: say so rather than drop the tip silently.
+    showBanner('watch_first', { key: LC.phase === 'connected' ? 'err.no_streamer' : 'mentor.watch_first', kind: 'warn' });
+    return;
+  }
   const entry = { text, tip_id: null, sent_at: performance.now(), rtt_ms: null };
   LC.tipsSent.push(entry);
   const status = el('span', { class: 'status muted', i18n: 'tip.waiting' });
@@ -44,8 +49,10 @@ async function sendTip(text) {
   } catch (err) {
     entry.error = err.reason;
     item.classList.add('failed');
-    status.removeAttribute('data-i18n');
-    status.textContent = err.message || err.reason;
+    const key = `err.${err.reason}`;
+    status.dataset.i18n = t(key) === key ? 'err.generic' : key;
+    status.dataset.i18nVars = JSON.stringify({ detail: err.reason });
+    status.textContent = t(status.dataset.i18n, { detail: err.reason });
   }
 }
 const tipEls = []; // DOM nodes stay out of window.LC (tests read it)
@@ -87,21 +94,68 @@ document.addEventListener('keydown', (ev) => { if (ev.code === 'Space' && !typin
 document.addEventListener('keyup', (ev) => { if (ev.code === 'Space' && !typing(ev)) setWhisper(false); });
 window.addEventListener('blur', () => setWhisper(false));
 
-// ---- alerts / metrics --------------------------------------------------------------------
-function onAlert(msg) {
-  LC.alerts.push({ kind: msg.kind, message: msg.message, severity: msg.severity });
-  $('#alerts').prepend(el('li', { class: `alert ${msg.severity || 'info'}` },
-    el('b', { text: msg.kind || '' }), ' ', msg.message || ''));
+// ---- alerts / metrics / stream health (kind + parameters from the server; worded here) ----
+function renderAlerts() {
+  $('#alerts').replaceChildren(...LC.alerts.slice().reverse().map((a) => el('li', { class: `alert ${a.severity || 'info'}`, 'data-kind': a.kind },
+    el('b', { text: t(`severity.${a.severity === 'warning' ? 'warning' : 'info'}`) }), ' ', alertText(a))));
 }
-function onMetrics(msg) {
-  LC.metrics = msg;
-  const items = [];
-  for (const [key, value] of Object.entries(msg)) {
-    if (['type', 't_ns', 'session_id', 'ref'].includes(key) || typeof value === 'object') continue;
-    items.push(el('dt', { text: key.replace(/_/g, ' ') }),
-      el('dd', { text: typeof value === 'number' ? String(Math.round(value * 10) / 10) : String(value) }));
+function onAlert(msg) {
+  const { type, ...alert } = msg; // eslint-disable-line no-unused-vars
+  LC.alerts.push(alert);
+  renderAlerts();
+}
+
+function row(labelKey, value, hint) {
+  return [el('dt', { i18n: labelKey }), el('dd', {}, el('span', { class: 'v', text: value }),
+    hint ? el('small', { class: 'muted', text: ` ${hint}` }) : null)];
+}
+function renderMetrics() {
+  const m = LC.metrics;
+  if (!m) { $('#metrics').replaceChildren(el('dd', { class: 'muted', i18n: 'metric.waiting' })); return; }
+  const unit = t(`unit.${m.speech_rate_unit || 'wpm'}`);
+  const items = [
+    ...row('metric.speech_rate', m.speech_rate == null ? t('metric.waiting') : `${fmtNum(m.speech_rate)} ${unit}`,
+      m.speech_rate_min != null ? t('metric.speech_rate_target', { min: fmtNum(m.speech_rate_min), max: fmtNum(m.speech_rate_max), unit }) : ''),
+    ...row('metric.silence', `${fmtNum(m.silence_s, 1)} ${t('unit.s')}`, m.dead_air_s != null ? t('metric.silence_limit', { s: fmtNum(m.dead_air_s, 1) }) : ''),
+  ];
+  if ((m.keywords_used || []).length + (m.keywords_unused || []).length) {
+    items.push(...row('metric.keywords_used', (m.keywords_used || []).join(', ') || t('metric.none')),
+      ...row('metric.keywords_unused', (m.keywords_unused || []).join(', ') || t('metric.none')));
   }
+  if (m.question_pending) items.push(...row('metric.question_pending', m.question_pending));
+  items.push(...row('metric.alerts_fired', fmtNum(m.alerts_fired ?? LC.alerts.length)));
   $('#metrics').replaceChildren(...items);
+}
+function onMetrics(msg) { LC.metrics = msg; renderMetrics(); }
+
+function renderHealth() {
+  const h = LC.health;
+  $('#health-card').hidden = !h;
+  if (!h) return;
+  const val = (v, digits, unitKey) => (v == null ? t('metric.none') : `${fmtNum(v, digits)} ${t(unitKey)}`);
+  $('#health').replaceChildren(
+    ...row('health.fps', val(h.fps, 1, 'unit.fps'), t('health.fps_limit', { v: fmtNum(h.fps_min) })),
+    ...row('health.resolution', h.width ? `${h.width}×${h.height}` : t('metric.none')),
+    ...row('health.bitrate', val(h.bitrate_kbps, 0, 'unit.kbps')),
+    ...row('health.loss', h.loss_pct == null ? t('metric.none') : `${fmtNum(h.loss_pct, 1)} %`, t('health.loss_limit', { v: fmtNum(h.loss_max_pct) })),
+    ...row('health.jitter', val(h.jitter_ms, 0, 'unit.ms')),
+    ...row('health.freezes', fmtNum(h.freezes)));
+}
+function onHealth(msg) { LC.health = msg; renderHealth(); }
+
+// ---- who is in the room (an empty room says so) ----------------------------------------------
+function setStreamer(p) {
+  LC.streamer = p;
+  if (p) {
+    clearBanner('empty_room', 'watch_first');
+    showBanner('streamer_live', { key: 'mentor.streamer_live', vars: { user: p.user }, kind: 'info' });
+  } else if (LC.phase === 'connected' || LC.phase === 'joined') {
+    clearBanner('streamer_live');
+    showBanner('empty_room', { key: 'mentor.empty', vars: { room: roomInput.value }, kind: 'warn' });
+  }
+}
+function onJoined(joined) {
+  setStreamer((joined.participants || []).find((p) => p.role === 'streamer' || p.role === 'trainee') || null);
 }
 
 // ---- session -----------------------------------------------------------------------------
@@ -158,6 +212,17 @@ function onMessage(msg) {
     case 'tip_acked': onAcked(msg); break;
     case 'alert': onAlert(msg); break;
     case 'metrics': onMetrics(msg); break;
+    case 'stream_health': onHealth(msg); break;
+    case 'participant_joined': if (msg.role === 'streamer' || msg.role === 'trainee') setStreamer(msg); break;
+    case 'participant_left':
+      if (msg.role === 'streamer' || msg.role === 'trainee') {
+        setStreamer(null);
+        showBanner('empty_room', { key: 'mentor.stream_ended', kind: 'info' });
+        $('#remote-video').srcObject = null;
+        LC.health = null; renderHealth();
+      }
+      break;
+    case 'session_ended': break;
     case 'whisper': break; // our own echo
     default: break;
   }
@@ -168,7 +233,7 @@ async function start() {
   $('#stop').disabled = false;
   session = new LiveSession({
     role: 'mentor', room: safeId(roomInput.value, 'room'), user: safeId(nameInput.value, 'mentor'),
-    token: params.get('token'), getMedia, buildPeer, onMessage, lc: LC,
+    token: params.get('token'), getMedia, buildPeer, onMessage, onJoined, lc: LC,
   });
   LC.session = session;
   await session.run();
@@ -182,11 +247,14 @@ function stop() {
   audioDetector?.stop();
   audioDetector = null;
   $('#ptt').disabled = true;
+  clearBanner('empty_room', 'streamer_live');
+  $('#rtt').textContent = '';
 }
 
 $('#start').addEventListener('click', () => { start(); });
 $('#stop').addEventListener('click', stop);
-document.addEventListener('langchange', renderQuick);
+document.addEventListener('langchange', () => { renderQuick(); renderAlerts(); renderMetrics(); renderHealth(); });
+renderMetrics();
 window.addEventListener('pagehide', () => session?.stop());
 LC.start = start;
 LC.stop = stop;

@@ -1,6 +1,6 @@
 // Trainee practice page: voice session with the AI customer + browser-side latency measurement.
-import { $, el, fetchJSON, fmtMs, getLang, initPage, mediaErrorReason, params, persistInput, randomId,
-  safeId, showBanner, t } from './common.js';
+import { $, alertText, clearBanner, el, fetchJSON, fmtMs, getLang, initPage, mediaErrorReason, params, persistInput, randomId,
+  safeId, showBanner, showHttpError, t } from './common.js';
 import { LiveSession } from './signalling.js';
 import { meter, playRemote, watchStream } from './audio.js';
 
@@ -23,7 +23,7 @@ async function loadScenarios() {
     scenarios = Array.isArray(body) ? body : (body?.scenarios || []);
   } catch (err) {
     LC.errors.push({ reason: err.reason, detail: err.message });
-    showBanner(err.reason === 'unreachable' ? 'unreachable' : 'http', { detail: err.message });
+    showHttpError(err);
     return;
   }
   scenarioSel.replaceChildren(...scenarios.map((s) => el('option', { value: s.id, text: `${titleOf(s)} (${s.language})` })));
@@ -210,13 +210,28 @@ function onMessage(msg) {
     case 'transcript': onTranscript(msg); break;
     case 'turn': onTurn(msg); break;
     case 'interruption': onInterruption(msg); break;
-    case 'alert': showBanner(`alert_${msg.kind}`, { key: 'err.generic', detail: msg.message, kind: 'info' }); break;
+    case 'alert': showBanner(`alert_${msg.kind}`, { key: 'alert.text', vars: { text: alertText(msg) }, kind: 'info' }); break;
     case 'session_ended':
       LC.session_id = msg.session_id || LC.session_id;
       showEnded();
       break;
     default: break;
   }
+}
+
+/** After a server restart the server may start another session: keep the views apart and say so. */
+function onNewSession(joined, previous) {
+  LC.previousSessions = [...(LC.previousSessions || []), previous];
+  lines.clear();
+  interruptedTurns.clear();
+  LC.turns = [];
+  LC.transcript = [];
+  LC.interruptions = [];
+  $('#transcript').replaceChildren();
+  $('#interruptions').replaceChildren();
+  renderTurns();
+  clearBanner('connection_lost');
+  showBanner('new_session', { key: 'practice.new_session', kind: 'warn' });
 }
 
 function showEnded() {
@@ -237,6 +252,7 @@ async function start() {
     join: { ...(LC.scenario ? { scenario: LC.scenario } : {}), lang: scenario?.language || getLang() },
     getMedia, buildPeer, onMessage, lc: LC,
     onJoined: (m) => { LC.session_id = m.session_id; },
+    onNewSession,
   });
   LC.session = session;
   await session.run();

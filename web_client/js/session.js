@@ -1,5 +1,5 @@
 // One session: transcript, per-turn latency chart (hand-drawn SVG), interruptions, report link.
-import { $, el, fetchJSON, fmtMs, getLang, initPage, params, showBanner, t } from './common.js';
+import { $, el, fetchJSON, fmtDate, fmtMs, getLang, initPage, params, showBanner, showHttpError, t } from './common.js';
 
 const LC = window.LC = { phase: 'loading', record: null, turns: [], transcript: [], interruptions: [], errors: [] };
 initPage('sessions');
@@ -87,7 +87,9 @@ function drawTurns(turns) {
   }));
 }
 
-function transcriptOf(record, turns, events) {
+function transcriptOf(record, turns, events, interruptions = []) {
+  const cut = new Set([...turns.filter((x) => x.interrupted).map((x) => x.turn),
+    ...interruptions.filter((x) => !x.false_interruption).map((x) => x.turn)]);
   const given = record.transcript;
   if (Array.isArray(given) && given.length) return given.map((x) => ({ speaker: x.speaker || x.role, text: x.text, turn: x.turn }));
   const finals = events.filter((e) => e.type === 'transcript' && e.final !== false && e.text);
@@ -98,14 +100,14 @@ function transcriptOf(record, turns, events) {
       if (last && last.speaker === e.speaker && last.turn === e.turn && e.turn !== undefined) last.text = `${last.text} ${e.text}`;
       else merged.push({ speaker: e.speaker, text: e.text, turn: e.turn });
     }
-    for (const line of merged) line.interrupted = line.speaker === 'customer' && turns.some((x) => x.turn === line.turn && x.interrupted);
+    for (const line of merged) line.interrupted = line.speaker === 'customer' && cut.has(line.turn);
     return merged;
   }
   const lines = [];
   for (const turn of turns) { // derive from the turn records
     if (turn.user_text) lines.push({ speaker: 'trainee', text: turn.user_text, turn: turn.turn });
     const reply = turn.reply_played_text || turn.reply_planned_text;
-    if (reply) lines.push({ speaker: 'customer', text: reply, turn: turn.turn, interrupted: turn.interrupted });
+    if (reply) lines.push({ speaker: 'customer', text: reply, turn: turn.turn, interrupted: cut.has(turn.turn) });
   }
   return lines;
 }
@@ -113,7 +115,8 @@ function transcriptOf(record, turns, events) {
 function drawTranscript(lines) {
   $('#transcript').replaceChildren(...lines.map((x) => el('li', { class: `line ${x.speaker}${x.interrupted ? ' interrupted' : ''}` },
     el('span', { class: 'who', i18n: x.speaker === 'trainee' ? 'speaker.trainee.other' : `speaker.${x.speaker}` }),
-    el('span', { class: 'text', text: x.text || '' }))));
+    el('span', { class: 'text', text: x.text || '' }),
+    x.interrupted ? el('span', { class: 'cut', 'data-i18n-title': 'state.interrupted', title: t('state.interrupted'), text: '✂' }) : null)));
 }
 
 function drawInterruptions(list) {
@@ -149,7 +152,7 @@ async function load() {
   } catch (err) {
     LC.errors.push({ reason: err.reason, detail: err.message });
     LC.phase = 'error';
-    showBanner(err.reason === 'unreachable' ? 'unreachable' : 'http', { detail: err.message });
+    showHttpError(err);
     return;
   }
   record = record?.session || record || {};
@@ -157,15 +160,16 @@ async function load() {
   if (!turns.length && Array.isArray(record.turns)) turns = record.turns;
   LC.record = record;
   LC.turns = turns;
-  LC.transcript = transcriptOf(record, turns, transcriptEvents);
   LC.interruptions = turnEvents.filter((e) => e.type === 'interruption');
   if (!LC.interruptions.length && Array.isArray(record.interruptions)) LC.interruptions = record.interruptions;
-  $('#summary').textContent = [record.user, record.scenario, record.kind, record.room,
-    record.started_at ? new Date(record.started_at * 1000).toLocaleString() : null].filter(Boolean).join(' · ');
+  LC.transcript = transcriptOf(record, turns, transcriptEvents, LC.interruptions);
+  drawSummary();
   drawChart(turns);
   drawTurns(turns);
   drawTranscript(LC.transcript);
   drawInterruptions(LC.interruptions);
+  $('#recording-title').dataset.i18n = record.kind === 'shadow' ? 'session.recording.shadow' : 'session.recording.practice';
+  $('#recording-title').textContent = t($('#recording-title').dataset.i18n);
   if (record.recording) {
     $('#recording').src = `${base}/recording`;
     $('#recording-card').hidden = false;
@@ -176,8 +180,22 @@ async function load() {
     $('#recording-card').hidden = false;
   }
   try { LC.report = await fetchJSON(`${base}/report`); } catch { LC.report = null; /* the page stands without it */ }
+  drawSummary();
   drawScores(LC.report);
   LC.phase = 'ready';
+}
+
+/** Title and summary line: who (trainee or streamer), scenario title, kind, date in the UI language. */
+function drawSummary() {
+  const r = LC.record || {};
+  const scenario = LC.report?.scenario_title || r.scenario_title || r.scenario || '';
+  const date = fmtDate(r.started_at ?? null);
+  $('#sid').textContent = [r.user, scenario, date].filter(Boolean).join(' · ');
+  $('#sid').title = r.session_id || params.get('id') || '';
+  const subject = r.kind === 'shadow' ? 'session.subject.streamer' : 'session.subject.trainee';
+  $('#summary').replaceChildren(el('span', { i18n: subject }), `: ${r.user || '—'}`,
+    r.kind ? ' · ' : '', r.kind ? el('span', { i18n: `kind.${r.kind}` }) : '', r.room ? ` · ${r.room}` : '');
+  $('#report').href = `/api/sessions/${encodeURIComponent(r.session_id || params.get('id'))}/report.html?lang=${getLang()}`;
 }
 
 const DIMENSIONS = ['knowledge', 'skill', 'response', 'composure'];
@@ -203,6 +221,6 @@ function drawScores(report) {
 }
 
 document.addEventListener('langchange', () => {
-  if (LC.phase === 'ready') { drawChart(LC.turns); drawTurns(LC.turns); drawScores(LC.report); }
+  if (LC.phase === 'ready') { drawChart(LC.turns); drawTurns(LC.turns); drawScores(LC.report); drawSummary(); }
 });
 load();

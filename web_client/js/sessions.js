@@ -1,12 +1,25 @@
 // Past sessions list (GET /api/sessions).
-import { $, el, fetchJSON, initPage, showBanner } from './common.js';
+import { $, el, fetchJSON, fmtDate, initPage, showHttpError, t } from './common.js';
 
 const LC = window.LC = { phase: 'loading', sessions: [], errors: [] };
 initPage('sessions');
 
-function when(record) {
-  const ts = record.started_at ?? record.created_at;
-  return typeof ts === 'number' ? new Date(ts * 1000).toLocaleString() : String(ts ?? '');
+const when = (record) => fmtDate(record.started_at ?? record.created_at ?? null);
+const scenarioTitle = (s) => s.scenario_title ?? s.report?.scenario_title ?? s.scenario ?? '';
+function turnCount(s) {
+  const n = s.turns ?? s.turn_count ?? s.report?.latency?.length ?? (Array.isArray(s.turn_records) ? s.turn_records.length : null);
+  return n === null || n === undefined ? '—' : String(n);
+}
+
+function render() {
+  $('#sessions tbody').replaceChildren(...LC.sessions.map((s) => el('tr', { 'data-session': s.session_id },
+    el('td', { text: when(s) }), el('td', { text: s.user ?? '' }),
+    el('td', {}, s.kind ? el('span', { i18n: `kind.${s.kind}` }) : '',
+      s.status === 'live' ? el('span', { class: 'pill live', i18n: 'sessions.live' }) : ''),
+    el('td', { text: scenarioTitle(s) }), el('td', { text: s.room ?? '' }),
+    el('td', { class: 'num', text: turnCount(s) }),
+    el('td', {}, el('a', { href: `/static/session.html?id=${encodeURIComponent(s.session_id)}`,
+      title: t('sessions.session_title', { user: s.user ?? '', scenario: scenarioTitle(s), date: when(s) }), i18n: 'col.open' })))));
 }
 
 async function load() {
@@ -16,15 +29,11 @@ async function load() {
   } catch (err) {
     LC.errors.push({ reason: err.reason, detail: err.message });
     LC.phase = 'error';
-    showBanner(err.reason === 'unreachable' ? 'unreachable' : 'http', { detail: err.message });
+    showHttpError(err);
     return;
   }
   LC.sessions = Array.isArray(body) ? body : (body?.sessions || []);
-  $('#sessions tbody').replaceChildren(...LC.sessions.map((s) => el('tr', { 'data-session': s.session_id },
-    el('td', { text: when(s) }), el('td', { text: s.user ?? '' }), el('td', { text: s.kind ?? '' }),
-    el('td', { text: s.scenario ?? '' }), el('td', { text: s.room ?? '' }),
-    el('td', { class: 'num', text: String(s.turns ?? s.turn_count ?? (Array.isArray(s.turn_records) ? s.turn_records.length : '')) }),
-    el('td', {}, el('a', { href: `/static/session.html?id=${encodeURIComponent(s.session_id)}`, i18n: 'col.open' })))));
+  render();
   $('#empty').hidden = LC.sessions.length > 0;
   // One progress link per trainee (kept out of the rows: each row has exactly one link, to the session).
   const users = [...new Set(LC.sessions.map((s) => s.user).filter(Boolean))].sort();
@@ -33,4 +42,5 @@ async function load() {
   $('#trainees').hidden = users.length === 0;
   LC.phase = 'ready';
 }
+document.addEventListener('langchange', () => { if (LC.phase === 'ready') render(); });
 load();

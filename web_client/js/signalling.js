@@ -1,8 +1,8 @@
 // One live connection: token → WS join → WebRTC offer/answer, with reconnect + backoff.
 // The server is the WebRTC peer; the browser always offers (non-trickle: wait for ICE gathering).
-import { clearBanner, devToken, HttpError, setStatus, showBanner } from './common.js';
+import { clearBanner, devToken, HttpError, setStatus, showBanner, t, tokenClaims } from './common.js';
 
-const FATAL = new Set(['bad_token', 'token_expired', 'room_full', 'forbidden', 'invalid_field', 'unknown_scenario',
+const FATAL = new Set(['bad_token', 'token_expired', 'room_full', 'forbidden', 'invalid_field', 'unknown_scenario', 'wrong_role',
   'bad_scenario', 'mic_denied', 'no_device', 'media', 'no_webrtc']);
 const CONNECTION_BANNERS = ['unreachable', 'connection_lost', 'server_busy', 'timeout', 'webrtc'];
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
@@ -20,7 +20,8 @@ export class LiveSession {
   /**
    * opts: role, room, user, token (from the URL; else a dev token is fetched), join (extra join fields),
    * getMedia(): Promise (called once; the local stream survives reconnects),
-   * buildPeer(pc): add transceivers, onMessage(msg), onJoined(msg), onPeer(pc), lc (window.LC).
+   * buildPeer(pc): add transceivers, onMessage(msg), onJoined(msg), onPeer(pc), lc (window.LC),
+   * onNewSession(joined, previousId): after a reconnect the server started another session.
    */
   constructor(opts) {
     this.opts = opts;
@@ -81,7 +82,15 @@ export class LiveSession {
     if (this.lc.phase !== 'error') this.setPhase('ended');
   }
 
+  /** A link for another role is refused before joining: joining would take that role's place. */
+  checkRole(role) {
+    if (role && role !== this.opts.role) {
+      throw new SessionError('wrong_role', '', { vars: { role, page: this.opts.role } });
+    }
+  }
+
   async connectOnce(onJoined) {
+    if (this.token) this.checkRole(tokenClaims(this.token)?.role);
     if (!this.token) {
       this.setPhase('token');
       try {
@@ -94,10 +103,14 @@ export class LiveSession {
     const ws = await this.openSocket();
     const closed = new Promise((resolve) => ws.addEventListener('close', resolve, { once: true }));
     const joined = await this.request({ type: 'join', token: this.token, ...(this.opts.join || {}) }, 'joined', 10000);
+    this.checkRole(joined.role);
     CONNECTION_BANNERS.forEach((r) => clearBanner(r));
     onJoined();
+    const previous = this.lc.session_id ?? null;
     this.lc.joined = joined;
     this.lc.session_id = joined.session_id ?? this.lc.session_id ?? null;
+    this.lc.sessionIds = [...new Set([...(this.lc.sessionIds || []), this.lc.session_id].filter(Boolean))];
+    if (previous && joined.session_id && joined.session_id !== previous) this.opts.onNewSession?.(joined, previous);
     this.opts.onJoined?.(joined);
     this.setPhase('joined');
 
@@ -172,14 +185,18 @@ export class LiveSession {
       if (typeof msg.t === 'number') {
         this.lc.rtt_ms = performance.now() - msg.t;
         const rtt = document.getElementById('rtt');
-        if (rtt) { rtt.dataset.i18nVars = JSON.stringify({ ms: Math.round(this.lc.rtt_ms) }); rtt.textContent = `RTT ${Math.round(this.lc.rtt_ms)} ms`; }
+        if (rtt) {
+          rtt.dataset.i18n = 'status.rtt';
+          rtt.dataset.i18nVars = JSON.stringify({ ms: Math.round(this.lc.rtt_ms) });
+          rtt.textContent = t('status.rtt', { ms: Math.round(this.lc.rtt_ms) });
+        }
       }
       return;
     }
     if (msg.type === 'error') {
       this.lc.errors.push({ reason: msg.reason, detail: msg.message, t: performance.now() });
-      showBanner(msg.reason === 'forbidden' ? 'forbidden' : `srv_${msg.reason}`,
-        { key: msg.reason === 'forbidden' ? 'err.forbidden' : 'err.generic', detail: msg.message || msg.reason, kind: 'warn' });
+      // Worded by reason code in the UI language (the server's message is English, for logs).
+      showBanner(msg.reason || 'generic', { detail: msg.reason, kind: 'warn' });
       return;
     }
     this.opts.onMessage?.(msg);
@@ -228,6 +245,8 @@ export class LiveSession {
     this.pc = null;
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close();
     this.ws = null;
+    const rtt = document.getElementById('rtt'); // no connection, no round trip to show
+    if (rtt) { rtt.removeAttribute('data-i18n'); rtt.textContent = ''; }
   }
 
   /** Leave politely, close everything, stop local media. */

@@ -113,10 +113,14 @@ async function start() {
   await session.run();
   $('#start').disabled = false;
   $('#stop').disabled = true;
+  LC.participants = []; // off air: nobody is "in the room" with us any more
+  renderParticipants();
 }
 
 function stop() {
   session?.stop();
+  LC.participants = [];
+  renderParticipants();
   whisperDetector?.stop();
   whisperDetector = null;
 }
