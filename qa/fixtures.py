@@ -41,6 +41,7 @@ class Speech:
     pauses_s: tuple[float, ...] = ()
     text: str = ""  # what a perfect transcript says (for WER/CER checks)
     language: str = "en"
+    speed_wpm: int | None = None  # espeak-ng -s (its default is 175 words per minute)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ SPECS: tuple[Speech | Noise, ...] = (
     *(Speech(f"zh_pause_{int(p * 10):02d}.wav", ZH, (_ZH_PAUSE_A, _ZH_PAUSE_B), (p,),
              text="这款面霜是专门给敏感肌的人用的吗", language="zh") for p in (0.7, 1.0, 1.2)),
     Speech("en_monologue.wav", EN, (_EN_MONOLOGUE,), text=_EN_MONOLOGUE),
+    # A streamer talking far too fast (espeak-ng -s 260; the alert limit is 190 words/min).
+    Speech("en_fast_monologue.wav", EN, (_EN_MONOLOGUE,), text=_EN_MONOLOGUE, speed_wpm=260),
     Speech("zh_monologue.wav", ZH, (_ZH_MONOLOGUE,), language="zh",
            text="大家好欢迎来到直播间今天给大家介绍一款面霜它是专门为敏感肌设计的没有酒精也没有香精"
                 "每天早晚各用一次今天两瓶只要九十九元还包邮七天无理由退货喜欢的朋友赶快下单吧"),
@@ -139,9 +142,10 @@ def _run(cmd: list[str]) -> None:
         raise FixtureError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()[:300]}")
 
 
-def _speak(voice: str, text: str, out: Path) -> None:
+def _speak(voice: str, text: str, out: Path, speed_wpm: int | None = None) -> None:
     raw = out.with_suffix(".raw.wav")
-    _run(["espeak-ng", "-v", voice, "-w", str(raw), text])
+    speed = ["-s", str(speed_wpm)] if speed_wpm else []
+    _run(["espeak-ng", "-v", voice, *speed, "-w", str(raw), text])
     # -R: repeatable (fixed dither seed), so the same espeak output gives the same bytes. The
     # silence effects trim espeak's own leading/trailing silence, so onsets and pauses are exact.
     _run(["sox", "-R", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(out),
@@ -158,7 +162,7 @@ def _build_one(spec: Speech | Noise, out: Path, work: Path) -> None:
     pieces: list[str] = []
     for i, text in enumerate(spec.parts):
         part = work / f"{out.stem}.part{i}.wav"
-        _speak(spec.voice, text, part)
+        _speak(spec.voice, text, part, spec.speed_wpm)
         pieces.append(str(part))
         if i < len(spec.pauses_s):
             gap = work / f"{out.stem}.gap{i}.wav"

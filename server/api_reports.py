@@ -50,7 +50,9 @@ async def session_report(request: web.Request) -> web.Response:
 
 async def session_report_html(request: web.Request) -> web.Response:
     report = await _report(request, await session_or_404(request))
-    html = await asyncio.get_running_loop().run_in_executor(None, render_report_html, report)
+    lang = request.query.get("lang")  # the page's language; default: the session's
+    html = await asyncio.get_running_loop().run_in_executor(
+        None, render_report_html, report, lang if lang in ("en", "zh") else None)
     return web.Response(text=html, content_type="text/html")
 
 

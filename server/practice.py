@@ -19,16 +19,19 @@ import weakref
 from typing import Any
 
 import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
 from coach.agent import CustomerAgent
 from coach.alerts import LiveAlerts
-from coach.contracts import ProviderError
 from coach.providers.factory import Providers, build_providers
 from coach.report import build_report
 from coach.scenarios import Scenario, ScenarioError, get_scenario
 from coach.settings import ProviderSettings
+from coach.stream_health import rtp_counters
+from coach.streamer import StreamerAnalysis
 from coach.tasks import TaskOwner
-from coach.vad import SileroVad, SpeechEnd, SpeechStart, VadSegmenter
+from coach.vad import SileroVad
 from media.inbound import InboundAudio
 from media.outbound import PacedAudioTrack
 from media.recorder import SessionRecorder
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 ALERT_TICK_S = 0.25
 METRICS_EVERY_TICKS = 4
 MAX_SESSION_EVENTS = 50_000  # report input kept in memory; far above a 1-hour session
+ROOM_REPORT_EVENTS = ("tip", "tip_ack", "whisper")  # logged by the room, not the pipeline
+RTP_STATS_EVERY_TICKS = 4  # the video receiver's counters once a second
 
 
 def load_session_scenario(settings: Settings, scenario_id: str | None) -> Scenario:
@@ -141,6 +146,16 @@ class _Pipeline:
     async def stop_work(self) -> None:
         """Cancel what the pipeline itself started (overridden)."""
 
+    async def _report_events(self) -> list[dict[str, Any]]:
+        """The pipeline's events plus the room's tips, acks and whispers (logged by the room)."""
+        try:
+            room_events = await self.ctx.store.events(self.ctx.session_id, list(ROOM_REPORT_EVENTS))
+        except Exception:  # noqa: BLE001 - the report stands without them
+            log.exception("session %s: reading the room's events failed", self.ctx.session_id)
+            room_events = []
+        extra = [ev for ev in room_events if ev.get("type") in ROOM_REPORT_EVENTS and isinstance(ev.get("t_ns"), int)]
+        return sorted(self.tap.events + extra, key=lambda ev: ev.get("t_ns") or 0)
+
     async def finish(self) -> None:
         """Close the recording and store the report in the session record."""
         ctx = self.ctx
@@ -159,9 +174,12 @@ class _Pipeline:
                 record = {"session_id": ctx.session_id}
             record.update(scenario=self.scenario.id if self.scenario else None, language=self.language,
                           recording=recording, **self.record_extra)
+            events = await self._report_events()
             # ~0.3 s for an hour-long session: keep it off the event loop.
-            record["report"] = await asyncio.get_running_loop().run_in_executor(
-                None, build_report, record, self.tap.events, self.scenario, ctx.settings.coach.alerts)
+            report = await asyncio.get_running_loop().run_in_executor(
+                None, build_report, record, events, self.scenario, ctx.settings.coach.alerts)
+            # What the session list shows without loading every report.
+            record.update(report=report, turns=len(report["latency"]), scenario_title=report["scenario_title"])
             await ctx.store.save_session(record)
         except Exception:  # noqa: BLE001
             log.exception("session %s: building the report failed", ctx.session_id)
@@ -196,65 +214,88 @@ class PracticeSession(_Pipeline):
         await self.providers.aclose()
 
 
+class FrameTap(MediaStreamTrack):
+    """Passes a video track's frames through, telling ``on_frame(t_ns, width, height)`` of each."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, on_frame: Any) -> None:
+        super().__init__()
+        self._source = source
+        self._on_frame = on_frame
+
+    async def recv(self) -> Any:
+        frame = await self._source.recv()
+        self._on_frame(time.perf_counter_ns(), frame.width, frame.height)
+        return frame
+
+
 class StreamAnalysis(_Pipeline):
-    """Shadowed streamer: VAD + transcript for live metrics and alerts (no agent)."""
+    """Shadowed streamer: coach.streamer.StreamerAnalysis on the audio (VAD, STT, live alerts)
+    and the video (stream health from decoded frames and the receiver's RTP counters)."""
 
     kind = "shadow"
-    MAX_PENDING_STT = 2  # a busy STT skips utterances rather than queueing without bound
 
     def __init__(self, ctx: MediaContext, scenario: Scenario | None, providers: Providers | None,
                  vad: SileroVad) -> None:
         super().__init__(ctx, scenario, speaker="streamer")
-        self.segmenter = VadSegmenter(ctx.settings.coach.vad, vad=vad)
         self.providers = providers
-        self.stt = providers.stt if providers else None
+        self.analysis = StreamerAnalysis(
+            emit=self.tap.emit, scenario=scenario, language=self.language,
+            alert_settings=ctx.settings.coach.alerts, vad_settings=ctx.settings.coach.vad, vad=vad,
+            stt=providers.stt if providers else None, name=ctx.session_id)
+        self.tap.alerts = None  # the analysis feeds its own alerts
         self.video_recorder: VideoRecorder | None = None
-        self._stt = TaskOwner(f"stt:{ctx.session_id}")
+        self._video = TaskOwner(f"video-health:{ctx.session_id}")
 
     def _on_pcm(self, pcm: np.ndarray, t_ns: int) -> None:
         if self.recorder is not None:
             self.recorder.add_left(pcm, t_ns)
-        for ev in self.segmenter.feed(pcm, t_ns):  # VAD inline: ~80 µs per 32 ms chunk
-            if isinstance(ev, SpeechStart):
-                self.tap.emit({"type": "vad", "speaker": self.speaker, "edge": "start",
-                               "speech_start_ns": ev.onset_ns, "t_ns": t_ns})
-            elif isinstance(ev, SpeechEnd):
-                self.tap.emit({"type": "vad", "speaker": self.speaker, "edge": "end",
-                               "speech_start_ns": ev.onset_ns, "speech_end_ns": ev.end_ns, "t_ns": ev.decided_ns})
-                self._transcribe(ev)
+        self.analysis.feed_pcm(pcm, t_ns)
 
-    def _transcribe(self, ev: SpeechEnd) -> None:
-        if self.stt is None:
-            return
-        if self._stt.running >= self.MAX_PENDING_STT:
-            log.warning("session %s: STT busy, utterance not transcribed", self.ctx.session_id)
-            return
-        self._stt.spawn(self._transcribe_now(ev), f"stt:{self.ctx.session_id}")
-
-    async def _transcribe_now(self, ev: SpeechEnd) -> None:
-        assert self.stt is not None
-        try:
-            text = await self.stt.transcribe(ev.audio, 16_000, self.language)
-        except ProviderError as exc:
-            self.tap.emit({"type": "error", "stage": "stt", "reason": str(exc)})
-            return
-        if text.strip():
-            self.tap.emit({"type": "transcript", "speaker": self.speaker, "text": text.strip(), "final": True,
-                           "start_ns": ev.onset_ns, "end_ns": ev.end_ns})
+    async def _tick(self) -> None:
+        """Analysis every 250 ms (alerts, due viewer questions, snapshots); RTP counters each second."""
+        video_receiver = next((r for r in self.ctx.pc.getReceivers() if r.track and r.track.kind == "video"), None)
+        self.analysis.start(time.perf_counter_ns())
+        for n in itertools.count(1):
+            await asyncio.sleep(ALERT_TICK_S)
+            if video_receiver is not None and n % RTP_STATS_EVERY_TICKS == 0:
+                try:
+                    counters = rtp_counters(await video_receiver.getStats())
+                except Exception:  # noqa: BLE001 - stats are best effort; the stream goes on
+                    log.exception("session %s: video receiver stats failed", self.ctx.session_id)
+                    counters = None
+                if counters is not None:
+                    self.analysis.on_rtp_counters(time.perf_counter_ns(), counters)
+            self.analysis.tick(time.perf_counter_ns())
 
     async def start(self) -> None:
         self.start_common(self._on_pcm)
         video = next((t for t in self.ctx.remote_tracks if t.kind == "video"), None)
-        if video is not None and self.ctx.settings.media.record_video:
+        if video is None:
+            return
+        tapped = FrameTap(video, self.analysis.on_video_frame)
+        if self.ctx.settings.media.record_video:
             path = recordings_dir(self.ctx.settings) / f"{self.ctx.session_id}.mp4"
             self.video_recorder = VideoRecorder(path)
-            self.video_recorder.start(video)
+            self.video_recorder.start(tapped)
+        else:  # nobody else reads the frames: drain them for the health figures
+            self._video.spawn(self._drain(tapped), f"video-health:{self.ctx.session_id}")
+
+    @staticmethod
+    async def _drain(track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+        except MediaStreamError:
+            return
 
     async def stop_work(self) -> None:
         if self.video_recorder is not None:
             path = await self.video_recorder.stop()
             self.record_extra["video_recording"] = path.name if path else None
-        await self._stt.close()
+        await self._video.close()
+        await self.analysis.close()
         if self.providers is not None:
             await self.providers.aclose()
 

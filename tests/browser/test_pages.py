@@ -32,7 +32,8 @@ def test_index_language_switch_persists(new_page: Callable[..., Any], server: An
     page.goto(server.url + "/")
     assert page.locator("h1").inner_text() == "Live-commerce sales training"
     links = page.locator(".tiles a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
-    assert links == ["/static/practice.html", "/static/stream.html", "/static/mentor.html", "/static/sessions.html"]
+    assert links == ["/static/practice.html", "/static/stream.html", "/static/mentor.html", "/static/sessions.html",
+                     "/static/progress.html"]
     for href in links:  # every linked page is served
         assert page.request.get(server.url + href).status == 200
     shot(page, "index-en")

@@ -107,7 +107,7 @@ def test_practice_spoken_turn_with_latency(new_page: Callable[..., Any], server:
     assert abs(int(total) - round(turn["server_ms"])) <= 1
     assert page.locator("#transcript li.trainee").count() >= 1
     assert page.locator("#transcript li.customer").count() >= 1
-    assert page.locator("#report").get_attribute("href") == f"/api/sessions/{session_id}/report.html"
+    assert page.locator("#report").get_attribute("href") == f"/api/sessions/{session_id}/report.html?lang=en"
     # The four training dimensions, each with its rationale (the report is built on demand).
     assert page.locator("#scores tr[data-dim]").count() >= 4
     assert page.locator('#scores tr[data-dim="knowledge"] td').nth(1).text_content().strip()

@@ -31,9 +31,9 @@ renderQuick();
 async function sendTip(text) {
   text = text.trim();
   if (!text) return;
-  if (!session || LC.phase !== 'connected' || !LC.streamer) {
+  if (!session || session.stopped || !LC.streamer) {
     // Nothing to deliver to: say so rather than drop the tip silently.
-    showBanner('watch_first', { key: LC.phase === 'connected' ? 'err.no_streamer' : 'mentor.watch_first', kind: 'warn' });
+    showBanner('watch_first', { key: session && !session.stopped ? 'err.no_streamer' : 'mentor.watch_first', kind: 'warn' });
     return;
   }
   const entry = { text, tip_id: null, sent_at: performance.now(), rtt_ms: null };
@@ -149,7 +149,7 @@ function setStreamer(p) {
   if (p) {
     clearBanner('empty_room', 'watch_first');
     showBanner('streamer_live', { key: 'mentor.streamer_live', vars: { user: p.user }, kind: 'info' });
-  } else if (LC.phase === 'connected' || LC.phase === 'joined') {
+  } else if (session && !session.stopped) {
     clearBanner('streamer_live');
     showBanner('empty_room', { key: 'mentor.empty', vars: { room: roomInput.value }, kind: 'warn' });
   }
