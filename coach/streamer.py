@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,13 +33,35 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 SAMPLE_RATE = 16_000
 SNAPSHOT_EVERY_TICKS = 4  # one metrics / stream-health sample per second at 250 ms ticks
-MAX_PENDING_STT = 2  # a busy STT skips utterances rather than queueing without bound
+MAX_QUEUED_UTTERANCES = 4  # a busy STT drops the oldest waiting utterance rather than queue without bound
+# Whisper caps a transcript's tokens (WhisperSettings.max_new_tokens): a streamer's long run of
+# speech is transcribed in pieces of at most this length, cut at the quietest moment.
+STT_PIECE_S = 8.0
+STT_CUT_SEARCH_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
 class ViewerQuestion:
     text: str
     at_s: float  # when it is asked, in seconds from the session start
+
+
+def split_for_stt(audio: np.ndarray, rate: int = SAMPLE_RATE, max_s: float = STT_PIECE_S,
+                  search_s: float = STT_CUT_SEARCH_S) -> list[np.ndarray]:
+    """Pieces of at most ``max_s``; each cut at the quietest 20 ms within the last ``search_s``
+    of its piece (between words, not inside one). The pieces concatenate back to ``audio``."""
+    pieces, start, frame = [], 0, int(0.02 * rate)
+    max_n, search_n = int(max_s * rate), int(min(search_s, max_s / 2) * rate)
+    while len(audio) - start > max_n:
+        lo, hi = start + max_n - search_n, start + max_n
+        window = audio[lo:hi].astype(np.float32)
+        frames = len(window) // frame
+        energy = (window[: frames * frame].reshape(frames, frame) ** 2).mean(axis=1)
+        cut = lo + int(np.argmin(energy)) * frame + frame // 2
+        pieces.append(audio[start:cut])
+        start = cut
+    pieces.append(audio[start:])
+    return pieces
 
 
 def viewer_questions(scenario: Any) -> list[ViewerQuestion]:
@@ -78,7 +101,8 @@ class StreamerAnalysis:
         self._questions = viewer_questions(scenario)
         self._start_ns: int | None = None
         self._ticks = 0
-        self._stt_tasks: set[asyncio.Task[None]] = set()
+        self._stt_queue: deque[SpeechEnd] = deque()
+        self._stt_worker: asyncio.Task[None] | None = None
 
     # ---- events out --------------------------------------------------------------------------
 
@@ -115,30 +139,36 @@ class StreamerAnalysis:
     # ---- transcripts -------------------------------------------------------------------------
 
     def _transcribe(self, ev: SpeechEnd) -> None:
+        """Queue the utterance for the one STT worker (in order: the transcript reads as said)."""
         if self.stt is None:
             return
-        if len(self._stt_tasks) >= MAX_PENDING_STT:
-            log.warning("%s: STT busy, utterance not transcribed", self.name)
-            return
-        task = asyncio.get_running_loop().create_task(self._stt(ev), name=f"stt:{self.name}")
-        self._stt_tasks.add(task)
-        task.add_done_callback(self._stt_done)
+        if len(self._stt_queue) >= MAX_QUEUED_UTTERANCES:
+            self._stt_queue.popleft()
+            log.warning("%s: STT behind, an utterance is not transcribed", self.name)
+        self._stt_queue.append(ev)
+        if self._stt_worker is None or self._stt_worker.done():
+            self._stt_worker = asyncio.get_running_loop().create_task(self._stt_loop(), name=f"stt:{self.name}")
+            self._stt_worker.add_done_callback(self._stt_done)
 
     def _stt_done(self, task: asyncio.Task[None]) -> None:
-        self._stt_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: transcription failed", self.name, exc_info=task.exception())
 
-    async def _stt(self, ev: SpeechEnd) -> None:
+    async def _stt_loop(self) -> None:
         assert self.stt is not None
-        try:
-            text = await self.stt.transcribe(ev.audio, SAMPLE_RATE, self.language)
-        except ProviderError as exc:
-            self.emit({"type": "error", "stage": "stt", "reason": str(exc)})
-            return
-        if text.strip():
-            self.emit({"type": "transcript", "speaker": "streamer", "text": text.strip(), "final": True,
-                       "start_ns": ev.onset_ns, "end_ns": ev.end_ns})
+        while self._stt_queue:
+            ev = self._stt_queue.popleft()
+            texts = []
+            try:
+                for piece in split_for_stt(ev.audio):
+                    texts.append((await self.stt.transcribe(piece, SAMPLE_RATE, self.language)).strip())
+            except ProviderError as exc:
+                self.emit({"type": "error", "stage": "stt", "reason": str(exc)})
+                continue
+            text = ("" if self.language == "zh" else " ").join(t for t in texts if t)
+            if text:
+                self.emit({"type": "transcript", "speaker": "streamer", "text": text, "final": True,
+                           "start_ns": ev.onset_ns, "end_ns": ev.end_ns})
 
     # ---- clock -------------------------------------------------------------------------------
 
@@ -162,6 +192,7 @@ class StreamerAnalysis:
             self._emit(self.health.sample(now_ns))
 
     async def close(self) -> None:
-        for task in list(self._stt_tasks):
-            task.cancel()
-        await asyncio.gather(*self._stt_tasks, return_exceptions=True)
+        self._stt_queue.clear()
+        if self._stt_worker is not None:
+            self._stt_worker.cancel()
+            await asyncio.gather(self._stt_worker, return_exceptions=True)

@@ -84,10 +84,12 @@ function drawChart(progress) {
     const pts = (progress.dimensions?.[dim]?.series || []).filter((p) => p.score !== null && index.has(p.session_id));
     if (!pts.length) continue;
     const g = svg('g', { class: `line line-${dim}`, 'data-dim': dim });
-    const d = pts.map((p, k) => `${k ? 'L' : 'M'}${x(index.get(p.session_id)).toFixed(1)} ${y(p.score).toFixed(1)}`).join(' ');
+    // Equal scores of different dimensions would hide each other: nudge each series sideways.
+    const dx = (SERIES.indexOf(dim) - (SERIES.length - 1) / 2) * 3;
+    const d = pts.map((p, k) => `${k ? 'L' : 'M'}${(x(index.get(p.session_id)) + dx).toFixed(1)} ${y(p.score).toFixed(1)}`).join(' ');
     g.append(svg('path', { d, stroke: COLOURS[dim], class: `series ${dim}` }));
     for (const p of pts) {
-      const c = svg('circle', { cx: x(index.get(p.session_id)), cy: y(p.score), r: dim === 'overall' ? 2.5 : 4,
+      const c = svg('circle', { cx: x(index.get(p.session_id)) + dx, cy: y(p.score), r: dim === 'overall' ? 2.5 : 4,
         fill: COLOURS[dim], class: 'pt', 'data-session': p.session_id, 'data-score': p.score });
       c.append(svg('title', {}, `${t(`dim.${dim}`)} · ${p.date}: ${fmt(p.score)}`));
       g.append(c);
@@ -216,7 +218,10 @@ async function init() {
     all = await fetchJSON('/api/sessions?limit=1000');
   } catch (err) { fail(err); return; }
   const records = Array.isArray(all) ? all : (all?.sessions || []);
-  LC.users = [...new Set(records.map((r) => r.user).filter(Boolean))].sort();
+  // Trainees with at least one practice that got going (a start refused at the mic leaves an
+  // empty session behind: not a trainee to chart).
+  const practised = (r) => r.kind !== 'shadow' && ((r.turns ?? r.report?.latency?.length ?? 0) > 0 || r.report?.overall != null);
+  LC.users = [...new Set(records.filter(practised).map((r) => r.user).filter(Boolean))].sort();
   const wanted = params.get('user');
   const users = wanted && !LC.users.includes(wanted) ? [wanted, ...LC.users] : LC.users;
   $('#user').replaceChildren(...users.map((u) => el('option', { value: u, text: u })));
