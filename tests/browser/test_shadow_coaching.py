@@ -33,14 +33,16 @@ def get_json(url: str) -> Any:
 
 
 def wait_alert_seen(mentor: Any, kind: str, timeout_s: float) -> tuple[dict[str, Any], float]:
-    """Wait until the mentor page *shows* an alert of ``kind``; returns it and how long after the
-    server emitted it (the server runs in this process: both use perf_counter_ns)."""
+    """Wait until the mentor page shows an alert of ``kind``; returns it and how long after the
+    server emitted it it was rendered. The server runs in this process (its t_ns is this
+    perf_counter) and the browser on this machine (Date.now() is this wall clock)."""
+    wall_minus_perf_ns = time.time_ns() - time.perf_counter_ns()
     deadline = time.monotonic() + timeout_s
     js = f"document.querySelector('#alerts li[data-kind=\"{kind}\"]') && LC.alerts.find(a => a.kind === '{kind}')"
     while time.monotonic() < deadline:
         alert = mentor.evaluate(js)
         if alert:
-            return alert, (time.perf_counter_ns() - alert["t_ns"]) / 1e9
+            return alert, (alert["shown_ms"] * 1e6 - (alert["t_ns"] + wall_minus_perf_ns)) / 1e9
         mentor.wait_for_timeout(100)
     raise AssertionError(f"no {kind} alert on the mentor page: {mentor.evaluate('LC.alerts')}")
 

@@ -101,6 +101,7 @@ function renderAlerts() {
 }
 function onAlert(msg) {
   const { type, ...alert } = msg; // eslint-disable-line no-unused-vars
+  alert.shown_ms = Date.now(); // when it reached the page (tests compare with the server's clock)
   LC.alerts.push(alert);
   renderAlerts();
 }
