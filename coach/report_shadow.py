@@ -32,7 +32,7 @@ def whisper_items(events: list[dict[str, Any]], tl: Timeline) -> list[dict[str, 
 
 def tip_acks(events: list[dict[str, Any]]) -> dict[Any, float]:
     """tip_id → round trip (ms) of the streamer's acknowledgement."""
-    return {ev.get("tip_id"): float(ev.get("rtt_ms") or 0) for ev in events if ev.get("type") == "tip_acked"}
+    return {ev.get("tip_id"): float(ev.get("rtt_ms") or 0) for ev in events if ev.get("type") in ("tip_ack", "tip_acked")}
 
 
 def stream_health(events: list[dict[str, Any]], tl: Timeline) -> dict[str, Any] | None:

@@ -231,7 +231,7 @@ def test_shadow_report_names_the_streamer_with_tips_whispers_and_stream_health()
     events = log.end(30.0)
     events += [
         {"type": "tip", "t_ns": ns(5.0), "tip_id": "t1", "text": "Slow down a little", "from": "coach-li"},
-        {"type": "tip_acked", "t_ns": ns(6.0), "tip_id": "t1", "rtt_ms": 812.0},
+        {"type": "tip_ack", "t_ns": ns(6.0), "tip_id": "t1", "rtt_ms": 812.0},
         {"type": "whisper", "t_ns": ns(12.0), "on": True, "from": "coach-li"},
         {"type": "whisper", "t_ns": ns(14.5), "on": False, "from": "coach-li"},
         {"type": "alert", "t_ns": ns(9.0), "kind": "speech_rate_high", "severity": "info", "rate": 240.0,
