@@ -60,6 +60,13 @@ class Closing(_Strict):
     not_buy: str = Field(min_length=1)
 
 
+class ViewerQuestionSpec(_Strict):
+    """A viewer's chat question a shadowed streamer should answer, ``at_s`` into the stream."""
+
+    text: str = Field(min_length=1, max_length=300)
+    at_s: float = Field(ge=0, le=24 * 3600)
+
+
 class Scenario(_Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     title: str | dict[str, str]
@@ -75,6 +82,7 @@ class Scenario(_Strict):
     interruption_mode: InterruptionMode = "interrupt"
     interruption_keywords: list[str] = Field(default_factory=list)
     max_turns: int = Field(default=8, ge=1, le=50)  # scripted customer decides after this many
+    viewer_questions: list[ViewerQuestionSpec] = Field(default_factory=list)  # shadowed streams only
     alerts: dict[str, Any] | None = None  # overrides of coach.settings.AlertSettings fields
     turn_taking: dict[str, Any] | None = None  # overrides of coach.settings.TurnTakingSettings
 

@@ -26,6 +26,7 @@ from coach.analytics_text import scenario_field
 from coach.contracts import ProviderError, STTProvider
 from coach.settings import AlertSettings, VadSettings
 from coach.stream_health import HealthThresholds, StreamHealth
+from coach.tasks import TaskOwner
 from coach.vad import SileroVad, SpeechEnd, SpeechStart, VadSegmenter
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class StreamerAnalysis:
         self._ticks = 0
         self._stt_queue: deque[SpeechEnd] = deque()
         self._stt_worker: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner(f"streamer:{name}")
 
     # ---- events out --------------------------------------------------------------------------
 
@@ -147,12 +149,7 @@ class StreamerAnalysis:
             log.warning("%s: STT behind, an utterance is not transcribed", self.name)
         self._stt_queue.append(ev)
         if self._stt_worker is None or self._stt_worker.done():
-            self._stt_worker = asyncio.get_running_loop().create_task(self._stt_loop(), name=f"stt:{self.name}")
-            self._stt_worker.add_done_callback(self._stt_done)
-
-    def _stt_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: transcription failed", self.name, exc_info=task.exception())
+            self._stt_worker = self._tasks.spawn(self._stt_loop(), name=f"stt:{self.name}")
 
     async def _stt_loop(self) -> None:
         assert self.stt is not None
@@ -193,6 +190,4 @@ class StreamerAnalysis:
 
     async def close(self) -> None:
         self._stt_queue.clear()
-        if self._stt_worker is not None:
-            self._stt_worker.cancel()
-            await asyncio.gather(self._stt_worker, return_exceptions=True)
+        await self._tasks.close()
