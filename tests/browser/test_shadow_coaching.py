@@ -97,6 +97,8 @@ def test_fast_then_silent_streamer_is_coached_live_and_reported(
     dead_alert, dead_delay = wait_alert_seen(mentor, "dead_air", timeout_s=60)
     assert dead_delay < SEEN_WITHIN_S, dead_delay
     assert dead_alert["threshold_s"] == 3.0
+    print(f"mentor alerts shown after emission: speech_rate_high {rate_delay * 1000:.0f} ms, "
+          f"dead_air {dead_delay * 1000:.0f} ms")
     text = mentor.locator('#alerts li[data-kind="dead_air"]').inner_text()
     assert "冷场" in text and "阈值 3 秒" in text, text
     health = mentor.locator("#health").inner_text()
