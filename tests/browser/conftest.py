@@ -213,7 +213,10 @@ def new_page(browser_for: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
     contexts: list[Any] = []
 
     def make(wav: Path, loop: bool = False, lang: str = "en", grant_media: bool = True) -> Any:
-        ctx = browser_for(wav, loop, grant_media).new_context(viewport={"width": 1200, "height": 860}, locale="en-US")
+        # bypass_csp: Playwright's wait_for_function evaluates its predicate with eval, which the
+        # pages' CSP (script-src 'self') forbids; the pages' own scripts still obey it.
+        ctx = browser_for(wav, loop, grant_media).new_context(
+            viewport={"width": 1200, "height": 860}, locale="en-US", bypass_csp=True)
         ctx.add_init_script(  # first visit only: later pages keep what the user switched to
             f"try {{ if (!localStorage.getItem('lc.lang')) localStorage.setItem('lc.lang', '{lang}') }} catch (e) {{}}")
         contexts.append(ctx)
