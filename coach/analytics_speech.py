@@ -45,7 +45,9 @@ def utterance_rates(
     return rates
 
 
-def interruption_counts(events: list[dict[str, Any]], trainee: list[NsSpan], customer: list[NsSpan]) -> tuple[int, int, int]:
+def interruption_counts(
+    events: list[dict[str, Any]], trainee: list[NsSpan], customer: list[NsSpan]
+) -> tuple[int, int, int]:
     """(made, false, suffered). Suffered = a customer span starting inside a trainee span."""
     records = [ev for ev in events if ev.get("type") == "interruption"]
     false_n = sum(1 for ev in records if ev.get("false_interruption"))

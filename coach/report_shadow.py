@@ -21,8 +21,8 @@ def whisper_items(events: list[dict[str, Any]], tl: Timeline) -> list[dict[str, 
         if ev.get("on") and open_at is None:
             open_at, who = int(ev["t_ns"]), ev.get("from")
         elif not ev.get("on") and open_at is not None:
-            items.append({"kind": "whisper", "t_s": tl.s(open_at), "duration_s": round((int(ev["t_ns"]) - open_at) / 1e9, 2),
-                          "from": who})
+            duration_s = round((int(ev["t_ns"]) - open_at) / 1e9, 2)
+            items.append({"kind": "whisper", "t_s": tl.s(open_at), "duration_s": duration_s, "from": who})
             open_at = None
     if open_at is not None:
         items.append({"kind": "whisper", "t_s": tl.s(open_at), "duration_s": round((tl.t_end - open_at) / 1e9, 2),
@@ -32,7 +32,8 @@ def whisper_items(events: list[dict[str, Any]], tl: Timeline) -> list[dict[str, 
 
 def tip_acks(events: list[dict[str, Any]]) -> dict[Any, float]:
     """tip_id → round trip (ms) of the streamer's acknowledgement."""
-    return {ev.get("tip_id"): float(ev.get("rtt_ms") or 0) for ev in events if ev.get("type") in ("tip_ack", "tip_acked")}
+    acks = (ev for ev in events if ev.get("type") in ("tip_ack", "tip_acked"))
+    return {ev.get("tip_id"): float(ev.get("rtt_ms") or 0) for ev in acks}
 
 
 def stream_health(events: list[dict[str, Any]], tl: Timeline) -> dict[str, Any] | None:

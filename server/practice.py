@@ -225,7 +225,7 @@ class FrameTap(MediaStreamTrack):
         self._on_frame = on_frame
 
     async def recv(self) -> Any:
-        frame = await self._source.recv()
+        frame: Any = await self._source.recv()  # a decoded av.VideoFrame on a video track
         self._on_frame(time.perf_counter_ns(), frame.width, frame.height)
         return frame
 
