@@ -44,7 +44,9 @@ def wait_alert_seen(mentor: Any, kind: str, timeout_s: float) -> tuple[dict[str,
         if alert:
             return alert, (alert["shown_ms"] * 1e6 - (alert["t_ns"] + wall_minus_perf_ns)) / 1e9
         mentor.wait_for_timeout(100)
-    raise AssertionError(f"no {kind} alert on the mentor page: {mentor.evaluate('LC.alerts')}")
+    raise AssertionError(f"no {kind} alert on the mentor page: alerts {mentor.evaluate('LC.alerts')}, "
+                         f"metrics {mentor.evaluate('LC.metrics')}, errors {mentor.evaluate('LC.errors')}, "
+                         f"console {getattr(mentor, 'console_log', [])[-20:]}")
 
 
 def test_fast_then_silent_streamer_is_coached_live_and_reported(
