@@ -34,6 +34,7 @@ from server.auth import issue_token  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 
 SECRET = "soak-bench-secret-0123456789abcdefghijklmnop"
+WARMUP_CYCLES = 60
 
 
 def free_port() -> int:
@@ -60,7 +61,7 @@ async def health(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
 async def sample(http: aiohttp.ClientSession, base: str, pid: int) -> dict[str, Any]:
     h = await health(http, base)
     return {**proc_figures(pid), "tasks": h["tasks"], "sessions": h["sessions"], "agents": h["agents"],
-            "peers": h["peers"], "rooms": h["rooms"]}
+            "peers": h["peers"], "rooms": h["rooms"], "thread_kinds": h.get("thread_kinds", {})}
 
 
 async def settle(http: aiohttp.ClientSession, base: str, timeout_s: float = 60.0) -> None:
@@ -133,9 +134,15 @@ async def run(cycles: int, concurrency: int) -> dict[str, Any]:
                         break
                     except aiohttp.ClientError:
                         await asyncio.sleep(0.1)
-                # warm-up: lazily created pools, threads and caches exist from here on
-                for i in range(10):
-                    await one_cycle(base, -1 - i, "normal", bad_sdp)
+                # warm-up at the same concurrency: thread pools (asyncio's executor, codec and
+                # inference pools) grow to their working size, lazily loaded models are in memory
+                gate0 = asyncio.Semaphore(concurrency)
+
+                async def warm(i: int) -> None:
+                    async with gate0:
+                        await one_cycle(base, -1 - i, kinds[i % len(kinds)], bad_sdp)
+
+                await asyncio.gather(*(warm(i) for i in range(WARMUP_CYCLES)))
                 await settle(http, base)
                 before = await sample(http, base, server.pid)
                 results: dict[str, int] = {}
@@ -164,7 +171,7 @@ async def run(cycles: int, concurrency: int) -> dict[str, Any]:
     return {
         "bench": "soak", "cycles": cycles, "concurrency": concurrency, "elapsed_s": round(elapsed, 1),
         "outcomes": results, "errors": errors, "before": before, "after": after,
-        "delta": {k: after[k] - before[k] for k in before},
+        "delta": {k: after[k] - before[k] for k in before if isinstance(before[k], int)},
         "server_tracebacks": stderr.count("Traceback"),
     }
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +59,18 @@ async def healthz(request: web.Request) -> web.Response:
             "connections": len(services.outbox.local) if services else 0,
             "store": services.store_kind if services else "none",
             "threads": threading.active_count(),
+            "thread_kinds": thread_kinds(),
             "tasks": len(asyncio.all_tasks()),
             "fds": open_fd_count(),
             "loop_lag_ms": round(state.load.load.loop_lag_ms, 1),
             "cpu_pct": round(state.load.load.cpu_pct, 1),
         })
     return web.json_response(body, status=200 if status in ("ok", "degraded") else 503)
+
+
+def thread_kinds() -> dict[str, int]:
+    """Live threads by name, numbers stripped ("ThreadPoolExecutor-0_3" -> "ThreadPoolExecutor-_")."""
+    return dict(Counter(re.sub(r"\d+", "", t.name) for t in threading.enumerate()))
 
 
 def open_fd_count() -> int:
