@@ -155,7 +155,16 @@ async def run(cycles: int, concurrency: int) -> dict[str, Any]:
                         key = f"{kinds[i]}:{outcome}"
                         results[key] = results.get(key, 0) + 1
 
-                await asyncio.gather(*(guarded(i) for i in range(cycles)))
+                # In four slices, sampled between them: a leak grows with every slice, a pool or
+                # an allocator's high-water mark levels off.
+                slices: list[dict[str, Any]] = []
+                edges = [cycles * k // 4 for k in range(5)]
+                for lo, hi in zip(edges, edges[1:]):
+                    await asyncio.gather(*(guarded(i) for i in range(lo, hi)))
+                    await settle(http, base)
+                    figures = await sample(http, base, server.pid)
+                    slices.append({"after_cycles": hi, "rss_kib": figures["rss_kib"], "threads": figures["threads"],
+                                   "fds": figures["fds"], "tasks": figures["tasks"]})
                 elapsed = time.perf_counter() - started
                 await settle(http, base)
                 await asyncio.sleep(2.0)  # closing peers' last timers
@@ -170,7 +179,7 @@ async def run(cycles: int, concurrency: int) -> dict[str, Any]:
     errors = {k: v for k, v in results.items() if not k.endswith(":ok")}
     return {
         "bench": "soak", "cycles": cycles, "concurrency": concurrency, "elapsed_s": round(elapsed, 1),
-        "outcomes": results, "errors": errors, "before": before, "after": after,
+        "outcomes": results, "errors": errors, "before": before, "after": after, "slices": slices,
         "delta": {k: after[k] - before[k] for k in before if isinstance(before[k], int)},
         "server_tracebacks": stderr.count("Traceback"),
     }
