@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiortc import RTCPeerConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from qa.audio import ToneTrack  # noqa: E402
-from qa.client import ClientError, LivecoachClient  # noqa: E402
+from qa.client import ClientError, LivecoachClient, offer_without_direction  # noqa: E402
 from server.auth import issue_token  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 
@@ -73,16 +72,6 @@ async def settle(http: aiohttp.ClientSession, base: str, timeout_s: float = 60.0
         await asyncio.sleep(0.2)
 
 
-async def bad_offer_sdp() -> str:
-    pc = RTCPeerConnection()
-    try:
-        pc.addTransceiver("audio", direction="sendrecv")
-        await pc.setLocalDescription(await pc.createOffer())
-        return pc.localDescription.sdp.replace("a=sendrecv\r\n", "")
-    finally:
-        await pc.close()
-
-
 async def one_cycle(base: str, i: int, kind: str, bad_sdp: str) -> str:
     token = issue_token(SECRET, f"soak-{i}", "trainee", f"u{i}", 600)
     client = LivecoachClient(name=f"u{i}")
@@ -109,7 +98,7 @@ async def one_cycle(base: str, i: int, kind: str, bad_sdp: str) -> str:
 async def run(cycles: int, concurrency: int) -> dict[str, Any]:
     rng = random.Random(7)
     kinds = [rng.choices(["normal", "bad_sdp", "abrupt"], weights=[70, 15, 15])[0] for _ in range(cycles)]
-    bad_sdp = await bad_offer_sdp()
+    bad_sdp = await offer_without_direction()
     async with FakeOpenAI(reply="Sure, it is gentle.", stt_text="Does it suit sensitive skin?") as fake:
         data = tempfile.mkdtemp(prefix="livecoach-soak-")
         port = free_port()

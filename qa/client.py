@@ -273,3 +273,15 @@ class LivecoachClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def offer_without_direction() -> str:
+    """A hostile-client probe's offer: browser-like, but its audio m-line lacks ``a=sendrecv``
+    (aiortc cannot answer it; the server must refuse it with ``bad_sdp`` and leak nothing)."""
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio", direction="sendrecv")
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc.localDescription.sdp.replace("a=sendrecv\r\n", "")
+    finally:
+        await pc.close()

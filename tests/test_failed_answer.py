@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiortc import RTCPeerConnection
 
-from qa.client import ClientError, LivecoachClient
+from qa.client import ClientError, LivecoachClient, offer_without_direction
 from server.app import make_app
 from server.auth import issue_token
 from server.practice import CoachHooks
@@ -22,17 +21,6 @@ from tests.test_practice import practice_settings
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-async def offer_without_direction() -> str:
-    """A browser-like offer whose audio m-line lacks a=sendrecv (aiortc's answer then fails)."""
-    pc = RTCPeerConnection()
-    try:
-        pc.addTransceiver("audio", direction="sendrecv")
-        await pc.setLocalDescription(await pc.createOffer())
-        return pc.localDescription.sdp.replace("a=sendrecv\r\n", "")
-    finally:
-        await pc.close()
 
 
 async def settle(check: Any, timeout: float = 20.0) -> None:
