@@ -26,22 +26,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_redis_outage_degrades_health_and_rest(aiohttp_server, tmp_path: Path) -> None:
+def start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is needed (apt-get install redis-server)")
+    return subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL)
+
+
+async def wait_port(port: int) -> None:
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise AssertionError("redis did not start")
+
+
+async def test_redis_outage_degrades_health_and_rest(aiohttp_server, tmp_path: Path) -> None:
     port = free_port()
-    # A private Redis, so stopping it disturbs nobody else's tests.
-    redis = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    redis = start_redis(port, tmp_path)  # a private Redis: stopping it disturbs nobody else's tests
     try:
         url = f"redis://127.0.0.1:{port}/0"
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+        await wait_port(port)
         settings = load_settings(server={"data_dir": str(tmp_path), "redis_url": url})
         server = await aiohttp_server(make_app(settings))
         async with aiohttp.ClientSession() as http:
@@ -62,24 +70,6 @@ async def test_redis_outage_degrades_health_and_rest(aiohttp_server, tmp_path: P
         if redis.poll() is None:
             redis.kill()
         redis.wait(timeout=10)
-
-
-def start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is needed (apt-get install redis-server)")
-    return subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL)
-
-
-async def wait_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise AssertionError("redis did not start")
 
 
 async def test_a_session_that_ends_during_an_outage_keeps_its_record(aiohttp_server, tmp_path: Path) -> None:
