@@ -129,7 +129,7 @@ class LiveAlerts:
         kind, t_ns = ev.get("type"), ev.get("t_ns")
         if isinstance(t_ns, int) and self._start_ns is None:
             self._start_ns = t_ns
-        if kind == "session_started":
+        if kind == "session_started" and t_ns is not None:
             self._start_ns = int(t_ns)
         elif kind == "vad" and ev.get("speaker") != "mentor":  # whisper is not heard on air
             self._on_vad(ev)
@@ -154,8 +154,8 @@ class LiveAlerts:
             end = int(ev.get("speech_end_ns") or ev["t_ns"])
             if mine:
                 self._speaker_talking = False
-                start = ev.get("speech_start_ns")
-                self._last_span = (int(start), end) if start else None
+                span_start = ev.get("speech_start_ns")
+                self._last_span = (int(span_start), end) if span_start else None
                 if self._last_span:
                     self._spans.append(self._last_span)
                 self._answered(end)
@@ -259,6 +259,8 @@ class LiveAlerts:
         if self._speaker_talking or self._customer_talking:
             return None
         since = self._last_activity_ns if self._last_activity_ns is not None else self._start_ns
+        if since is None:  # nothing seen yet: no clock to measure silence against
+            return None
         silence_s = (now_ns - since) / NS
         if silence_s < self.settings.dead_air_s:
             return None

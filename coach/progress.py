@@ -46,17 +46,17 @@ def progress(reports: list[dict[str, Any]], split_date: str | None = None) -> di
     ordered = sorted(reports, key=lambda r: (r.get("started_at") or 0, _report_date(r) or ""))
     out: dict[str, Any] = {"sessions": len(ordered), "split_date": split_date, "dimensions": {}}
     for dim in SERIES:
-        series = [
+        series: list[dict[str, Any]] = [
             {"session_id": r.get("session_id"), "date": _report_date(r), "score": _score(r, dim)}
             for r in ordered
             if _score(r, dim) is not None
         ]
-        scores = [p["score"] for p in series]
+        scores: list[float] = [float(p["score"]) for p in series]
         entry: dict[str, Any] = {"series": series, "slope": slope(scores),
                                  "mean": round(mean(scores), 2) if scores else None}
         if split_date is not None:
-            before = [p["score"] for p in series if p["date"] and p["date"] < split_date]
-            after = [p["score"] for p in series if p["date"] and p["date"] >= split_date]
+            before = [float(p["score"]) for p in series if p["date"] and p["date"] < split_date]
+            after = [float(p["score"]) for p in series if p["date"] and p["date"] >= split_date]
             b = round(mean(before), 2) if before else None
             a = round(mean(after), 2) if after else None
             entry.update(before_mean=b, after_mean=a, before_n=len(before), after_n=len(after),

@@ -19,6 +19,7 @@ from coach.alerts import alert_text, effective_alert_settings
 from coach.analytics import (
     NS,
     SessionMetrics,
+    Timeline,
     clean_events,
     compute_metrics,
     count_phrase,
@@ -73,7 +74,8 @@ def score_knowledge(m: SessionMetrics) -> dict[str, Any]:
         zh.append(f"使用话术关键词 {len(m.keywords.hits)}/{m.keywords.total}")
     parts = list(comp.values())
     if not parts:
-        return _dimension([], "No scenario facts, objections or keywords to check.", "本场景没有可检查的卖点、异议或关键词。", comp)
+        return _dimension([], "No scenario facts, objections or keywords to check.",
+                          "本场景没有可检查的卖点、异议或关键词。", comp)
     return _dimension(parts, _sentence(en), "，".join(zh) + "。", comp)
 
 
@@ -94,7 +96,8 @@ def score_skill(m: SessionMetrics) -> dict[str, Any]:
         comp["fillers"] = lin(m.filler_per_100_units, 2.0, 12.0)
         unit = "characters" if m.language == "zh" else "words"
         en.append(f"{m.filler_total} filler words ({m.filler_per_100_units:.1f} per 100 {unit})")
-        zh.append(f"口头禅 {m.filler_total} 次（每百{'字' if m.language == 'zh' else '词'} {m.filler_per_100_units:.1f}）")
+        zh_unit = "字" if m.language == "zh" else "词"
+        zh.append(f"口头禅 {m.filler_total} 次（每百{zh_unit} {m.filler_per_100_units:.1f}）")
     if m.talk_ratio is not None:
         comp["talk_ratio"] = talk_ratio_score(m.talk_ratio)
         en.append(f"talked {m.talk_ratio:.0%} of the time")
@@ -173,7 +176,8 @@ def build_timeline(events: list[dict[str, Any]], m: SessionMetrics, keywords: li
     """Transcript lines with markers, interleaved with interruptions, long pauses, dead air,
     alerts and tips, in time order (seconds from the session start)."""
     tl = timeline(events)
-    interrupted_turns = {ev.get("turn") for ev in events if ev.get("type") == "interruption" and not ev.get("false_interruption")}
+    interrupted_turns = {ev.get("turn") for ev in events
+                         if ev.get("type") == "interruption" and not ev.get("false_interruption")}
     unanswered = {q.t_s for q in m.questions if q.response_s is None}
     acks = tip_acks(events)
     items: list[dict[str, Any]] = whisper_items(events, tl)
@@ -201,7 +205,8 @@ def build_timeline(events: list[dict[str, Any]], m: SessionMetrics, keywords: li
     return sorted(items, key=lambda it: it["t_s"])
 
 
-def _line(ev: dict[str, Any], tl, coached: str, keywords: list[str], interrupted_turns: set, unanswered: set) -> dict[str, Any]:
+def _line(ev: dict[str, Any], tl: Timeline, coached: str, keywords: list[str], interrupted_turns: set[Any],
+          unanswered: set[float]) -> dict[str, Any]:
     text = str(ev.get("text"))
     end = int(ev.get("end_ns") or ev["t_ns"])
     start = int(ev.get("start_ns") or end)

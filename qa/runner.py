@@ -27,6 +27,10 @@ from qa.measure import SpeechSpan, detect_speech_span, ms_between, summarize_run
 from qa.results import SessionResult, TurnResult, join_server_turns
 from qa.server_api import LoopLag, Progress, collect_server_turns, get_token, measure_clock
 
+# A barge-in stop counts once the reply stays quiet this long (and while we still talk): longer
+# than a pause between the reply's sentences, shorter than any answer to the talk-over.
+BARGEIN_STAYS_QUIET_MS = 500
+
 
 @dataclass(slots=True)
 class QaConfig:
@@ -233,7 +237,7 @@ class SessionProbe:
         onset = await self._mark(clip, "onset_ns", span.duration_s + 5)
         rec.bargein_onset_ns = onset
         try:
-            stop = await mon.wait_offset(onset, cfg.reply_timeout_s)
+            stop, end = await self._reply_stopped(clip, onset, span.duration_s + 5)
         except TimeoutError:
             rec.bargein_error = "reply kept playing over the barge-in"
             return
@@ -241,13 +245,44 @@ class SessionProbe:
         rec.bargein_ms = ms_between(stop, onset)
         # The talk-over is a user turn of its own: wait for the customer's answer to it, so the
         # next turn starts from a quiet line (and its record lands in the server's log).
-        end = await self._mark(clip, "offset_ns", span.duration_s + 5)
         rec.bargein_speech_end_ns = end
         try:
             again = await mon.wait_onset(end, cfg.reply_timeout_s)
             rec.bargein_reply_ms = ms_between(again, end)
         except TimeoutError:
             rec.bargein_reply_ms = None
+
+    async def _reply_stopped(self, clip: Clip, onset: int, clip_timeout_s: float) -> tuple[int, int]:
+        """When the reply went quiet for good after our talk-over onset, and when our talk-over ended.
+
+        A pause between the reply's sentences is an offset too; the stop is the first offset the
+        reply does not resume from while we are still talking (nor within BARGEIN_STAYS_QUIET_MS),
+        so a cut that lands in such a pause is timed from the pause, as a listener hears it.
+        """
+        mon, after = self.monitor, onset
+        end: int | None = None
+        while True:
+            stop = await mon.wait_offset(after, self.cfg.reply_timeout_s)
+            if end is None:
+                end = await self._mark(clip, "offset_ns", clip_timeout_s)
+            horizon = max(end, stop + BARGEIN_STAYS_QUIET_MS * 1_000_000)
+            resumed = await self._onset_before(stop, horizon)
+            if resumed is None:
+                return stop, end
+            after = resumed
+
+    async def _onset_before(self, after_ns: int, horizon_ns: int) -> int | None:
+        """The first onset in [after_ns, horizon_ns), waiting until audio past the horizon arrived."""
+        mon = self.monitor
+
+        def settled() -> int | None:
+            first = mon.onset_after(after_ns)
+            if first is not None and first < horizon_ns:
+                return first
+            return -1 if mon.arrivals and mon.arrivals[-1] >= horizon_ns else None
+
+        found = await mon.wait(settled, self.cfg.reply_timeout_s)
+        return None if found == -1 else found
 
     def _report_turn(self, rec: TurnResult) -> None:
         if rec.error:

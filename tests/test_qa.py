@@ -322,10 +322,12 @@ def test_qa_barge_in(live_server: str, fixtures_dir: Path, tmp_path: Path) -> No
                   "--slo", "bargein_p95_ms=3000"])
     turn = json.loads(out_json.read_text())["runs"][0]["turns"][0]
     assert rc == 0, turn
-    # VAD needs ~160 ms of speech plus uplink; the reply must stop well within 3 s.
-    assert 100 < turn["bargein_ms"] < 30_000, turn
+    # The reply must stop (and stay stopped) within the SLO; a cut landing in a pause between
+    # the reply's sentences is heard from that pause, so there is no lower bound but zero.
+    assert 0 < turn["bargein_ms"] < 3_000, turn
     assert turn["holes"] == 0, turn  # the pause between the cut reply and the next one is no hole
     assert turn["bargein_reply_ms"] is not None  # the talk-over got its own answer
     server = turn["bargein_server"]
     if server is not None:  # joined with the server's interruption record when it is logged
-        assert server["decision_ms"] < turn["bargein_ms"], server
+        # The server decided while we were talking (VAD needs speech first), within the SLO.
+        assert 0 < server["decision_ms"] < 3_000, server

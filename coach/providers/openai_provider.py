@@ -9,11 +9,12 @@ from __future__ import annotations
 import io
 import os
 import wave
-from typing import AsyncIterator
+from typing import AsyncIterator, cast
 
 import numpy as np
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
+from openai.types.chat import ChatCompletionChunk
 
 from coach.contracts import ChatMessage, ProviderError
 from coach.settings import OpenAISettings
@@ -54,13 +55,16 @@ class OpenAILLM:
     async def stream_reply(self, messages: list[ChatMessage], language: str) -> AsyncIterator[str]:
         s = self.settings
         try:
-            stream = await self.client.chat.completions.create(
+            created = await self.client.chat.completions.create(
                 model=s.chat_model,
                 messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
                 stream=True,
                 max_tokens=s.max_tokens,
                 temperature=s.temperature,
             )
+            # stream=True: the SDK's overloads widen to the union only because messages are
+            # plain dicts here; the call returns the stream.
+            stream = cast(AsyncStream[ChatCompletionChunk], created)
             async with stream:
                 async for chunk in stream:
                     if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
@@ -83,7 +87,8 @@ class OpenAITTS:
         carry = b""  # HTTP chunks may split a sample; keep the odd byte for the next chunk
         try:
             async with self.client.audio.speech.with_streaming_response.create(
-                model=s.tts_model, voice=voice if voice in OPENAI_VOICES else s.tts_voice, input=text, response_format="pcm"
+                model=s.tts_model, voice=voice if voice in OPENAI_VOICES else s.tts_voice, input=text,
+                response_format="pcm",
             ) as resp:
                 async for data in resp.iter_bytes():
                     data = carry + data
