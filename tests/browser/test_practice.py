@@ -74,6 +74,12 @@ def test_practice_spoken_turn_with_latency(new_page: Callable[..., Any], server:
     assert int(row.locator(".server-ms").inner_text()) == round(turn["server_ms"])
     assert page.locator("#transcript li.trainee").count() >= 1
     assert page.locator("#transcript li.customer").count() >= 1
+    # When the transcript at the first pause ended the turn (before the maximum silence), the
+    # trainee saw it first ("you are saying…"); the committed line replaced it either way.
+    rec = turn["record"]
+    if rec["eot_decision_ns"] - rec["user_speech_end_ns"] < 1_400_000_000:
+        assert page.evaluate("LC.interimShown || 0") >= 1, debug(page)
+    assert page.locator("#transcript li.interim").count() == 0
     assert page.evaluate("LC.state") in {"listening", "speaking", "thinking"}
     page.wait_for_function("LC.state === 'listening'", timeout=20_000)  # the reply finished
     shot(page, "practice-turn")
@@ -150,3 +156,19 @@ def test_practice_barge_in_stops_reply(new_page: Callable[..., Any], server: Any
     print(f"barge-in: reply stopped {barge['stop_ms']:.0f} ms after the user's onset (browser)")
     shot(page, "practice-barge-in")
     page.click("#stop")
+
+
+def test_practice_interim_line_replaced_by_final(new_page: Callable[..., Any], server: Any, question_wav: Path) -> None:
+    """The speculative transcript shows as one "heard so far" line, updated in place, then replaced."""
+    page = new_page(question_wav)
+    page.goto(f"{server.url}/static/practice.html")
+    page.wait_for_function("typeof LC.receive === 'function'")
+    page.evaluate("LC.receive({type: 'interim_transcript', speaker: 'trainee', text: 'Does this', final: false})")
+    page.evaluate("LC.receive({type: 'interim_transcript', speaker: 'trainee', text: 'Does this suit', final: false})")
+    interim = page.locator("#transcript li.interim")
+    assert interim.count() == 1
+    assert interim.locator(".text").inner_text() == "Does this suit"
+    assert interim.locator(".who").inner_text() == "You (heard so far)"
+    page.evaluate("LC.receive({type: 'transcript', speaker: 'trainee', text: 'Does this suit me?', final: true, turn: 1})")
+    assert page.locator("#transcript li.interim").count() == 0
+    assert page.locator("#transcript li.trainee .text").all_inner_texts() == ["Does this suit me?"]

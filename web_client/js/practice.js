@@ -48,9 +48,27 @@ function setCustomerState(state) {
   pill.textContent = t(`state.${state}`);
 }
 
+let interimLine = null; // "you are saying…": the speculative transcript at the trainee's first pause
+function onInterim(msg) {
+  if (msg.speaker !== 'trainee' || !msg.text) return;
+  if (!interimLine) {
+    const who = el('span', { class: 'who', i18n: 'speaker.trainee.hearing' });
+    interimLine = el('li', { class: 'line trainee interim', 'data-testid': 'interim' }, who, el('span', { class: 'text' }));
+    $('#transcript').append(interimLine);
+  }
+  interimLine.querySelector('.text').textContent = msg.text;
+  interimLine.scrollIntoView({ block: 'nearest' });
+  LC.interimShown = (LC.interimShown || 0) + 1;
+}
+function clearInterim() {
+  interimLine?.remove();
+  interimLine = null;
+}
+
 const lines = new Map(); // `${speaker}:${turn}` → {li, entry}
 const interruptedTurns = new Set(); // the customer's line may arrive after the interruption
 function onTranscript(msg) {
+  if (msg.speaker === 'trainee' && msg.final) clearInterim(); // the committed line replaces it
   const key = msg.turn !== undefined && msg.turn !== null ? `${msg.speaker}:${msg.turn}` : null;
   let line = key && lines.get(key);
   if (line && line.entry.final && msg.final && !line.entry.text.endsWith(msg.text)) {
@@ -208,6 +226,7 @@ function onMessage(msg) {
   switch (msg.type) {
     case 'state': setCustomerState(msg.state); break;
     case 'transcript': onTranscript(msg); break;
+    case 'interim_transcript': onInterim(msg); break;
     case 'turn': onTurn(msg); break;
     case 'interruption': onInterruption(msg); break;
     case 'alert': showBanner(`alert_${msg.kind}`, { key: 'alert.text', vars: { text: alertText(msg) }, kind: 'info' }); break;
@@ -218,11 +237,13 @@ function onMessage(msg) {
     default: break;
   }
 }
+LC.receive = onMessage; // the page's tests drive the live UI with server messages, no server needed
 
 /** After a server restart the server may start another session: keep the views apart and say so. */
 function onNewSession(joined, previous) {
   LC.previousSessions = [...(LC.previousSessions || []), previous];
   lines.clear();
+  clearInterim();
   interruptedTurns.clear();
   LC.turns = [];
   LC.transcript = [];
