@@ -38,16 +38,33 @@ class Speculation:
     finished_ns: int | None = None
 
 
-async def judge(audio: np.ndarray, *, stt: Any, smart: SmartTurn | None, language: str,
-                sample_rate: int) -> Judgement:
-    """Transcript + smart-turn P(complete) of the utterance so far (run side by side)."""
-    p_future = (asyncio.get_running_loop().run_in_executor(smart_executor(), smart.probability, audio)
-                if smart is not None else None)
-    error: str | None = None
+# Smart-turn costs ~25-100 ms of CPU a call, and most turns are decided by their words (a final
+# "?", 吗/呢): STT gets this long to decide alone before the model runs beside it. A slow STT
+# (whisper) still has the model's answer ready when its transcript comes; a fast one saves the call.
+SMART_GRACE_S = 0.03
+
+
+async def _transcribe(stt: Any, audio: np.ndarray, sample_rate: int, language: str) -> tuple[str, str | None]:
     try:
-        text = await stt.transcribe(audio, sample_rate, language)
+        return await stt.transcribe(audio, sample_rate, language), None
     except ProviderError as exc:
-        text, error = "", str(exc)
+        return "", str(exc)
+
+
+async def judge(audio: np.ndarray, *, stt: Any, smart: SmartTurn | None, language: str,
+                sample_rate: int, smart_grace_s: float = SMART_GRACE_S) -> Judgement:
+    """Transcript + smart-turn P(complete) of the utterance so far (the model only when the words
+    do not decide; beside STT when STT is slow)."""
+    stt_task = asyncio.ensure_future(_transcribe(stt, audio, sample_rate, language))
+    p_future: asyncio.Future[float] | None = None
+    try:
+        if smart is not None:
+            done, _ = await asyncio.wait({stt_task}, timeout=smart_grace_s)
+            if not done or tp.text_verdict(stt_task.result()[0], language) is tp.Verdict.UNKNOWN:
+                p_future = asyncio.get_running_loop().run_in_executor(smart_executor(), smart.probability, audio)
+        text, error = await stt_task
+    finally:
+        stt_task.cancel()  # no-op once done; stops the transcription when the judgement is dropped
     p = None
     if p_future is not None and tp.text_verdict(text, language) is not tp.Verdict.UNKNOWN:
         p_future.cancel()  # the words decide; don't wait for the model

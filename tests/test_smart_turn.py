@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 
 from coach import smart_turn
+from coach.providers.openai_provider import OpenAISTT
+from coach.settings import OpenAISettings
+from coach.speculation import judge
 from coach.settings import VadSettings
 from coach.smart_turn import SmartTurn
 from coach.vad import SileroVad, SpeechEnd, SpeechPause, SpeechResume, SpeechStart, VadSegmenter
+from tests.fakes.openai_server import FakeOpenAI
 from tests.test_vad import load_16k
 
 
@@ -59,3 +63,35 @@ def test_segmenter_cut_starts_a_new_utterance(fixtures_dir: Path) -> None:
                 cut = seg.cut(i * 62_500)
     assert cut is not None and cut.audio.size > 16000
     assert kinds[:3] == [SpeechStart, SpeechPause, SpeechStart]  # not a Resume: a new utterance
+
+
+class CountingSmartTurn(SmartTurn):
+    """The real model, counting its calls (each costs ~25-100 ms of CPU)."""
+
+    calls = 0
+
+    def probability(self, pcm16: np.ndarray) -> float:
+        self.calls += 1
+        return super().probability(pcm16)
+
+
+@pytest.mark.parametrize(("said", "grace_s", "model_runs", "has_p"), [
+    ("Does this suit sensitive skin?", 30.0, False, False),  # the words decide: no model call
+    ("So this cream is great for sensitive skin", 30.0, True, True),  # undecided words: the model decides
+    # slow STT: the model was started beside it (it may not have begun) and its answer is unused
+    ("Does this suit sensitive skin?", 0.0, None, False),
+])
+async def test_judge_asks_the_model_only_when_the_words_do_not_decide(
+        fixtures_dir: Path, said: str, grace_s: float, model_runs: bool | None, has_p: bool) -> None:
+    path = smart_turn.smart_turn_model_path()
+    assert path is not None, "pip install --no-deps pipecat-ai==1.14.0 (README)"
+    model = CountingSmartTurn(path)
+    pcm = load_16k(fixtures_dir / "en_question.wav")
+    async with FakeOpenAI(stt_text=said) as fake:
+        stt = OpenAISTT(OpenAISettings(base_url=fake.base_url, api_key="test"))
+        text, p, error = await judge(pcm, stt=stt, smart=model, language="en", sample_rate=16000,
+                                     smart_grace_s=grace_s)
+    assert (text, error) == (said, None)
+    if model_runs is not None:
+        assert (model.calls > 0) is model_runs
+    assert (p is not None) is has_p
