@@ -9,10 +9,9 @@ import pytest
 
 from coach import smart_turn
 from coach.providers.openai_provider import OpenAISTT
-from coach.settings import OpenAISettings
-from coach.speculation import judge
-from coach.settings import VadSettings
+from coach.settings import OpenAISettings, VadSettings
 from coach.smart_turn import SmartTurn
+from coach.speculation import judge
 from coach.vad import SileroVad, SpeechEnd, SpeechPause, SpeechResume, SpeechStart, VadSegmenter
 from tests.fakes.openai_server import FakeOpenAI
 from tests.test_vad import load_16k
