@@ -22,6 +22,7 @@ from server.api_auth import make_api_auth, reader_claims
 from server.api_reports import add_report_routes
 from server.auth import ID_PATTERN, ROLES, issue_token, validate_identity
 from server.metrics import CONTENT_TYPE
+from server.metrics_cluster import sum_expositions
 from server.security import make_rest_rate_limit
 from server.signalling import ws_handler
 from server.state import (
@@ -81,7 +82,22 @@ def open_fd_count() -> int:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = state_of(request).metrics.render()
+    """This process's metrics; ``?scope=cluster``: every live worker's, summed (with --workers N)."""
+    state = state_of(request)
+    scope = request.query.get("scope", "process")
+    if scope == "process":
+        body = state.metrics.render()
+    elif scope == "cluster":
+        if state.services is None:
+            raise web.HTTPServiceUnavailable(text="the server is starting or stopping")
+        try:
+            snapshots = await state.services.store.process_metrics()
+        except Exception as exc:  # noqa: BLE001 - the store is down: say so, do not fall back silently
+            raise web.HTTPServiceUnavailable(text=f"cluster metrics unavailable: {exc}") from None
+        snapshots[state.process_id] = state.metrics.render().decode()  # ours, fresh
+        body = sum_expositions(snapshots.values()).encode()
+    else:
+        raise web.HTTPBadRequest(text="scope must be 'process' or 'cluster'")
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

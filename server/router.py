@@ -151,11 +151,13 @@ class Router:
     # ---- liveness --------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
         ttl = self.settings.server.presence_ttl_s
+        await self._publish_metrics(ttl)  # in the summed view from the start
         while True:
             await asyncio.sleep(ttl / 3)
             try:
                 rooms = list(self.manager.rooms)
                 await self.store.heartbeat(self.process_id, rooms, ttl)
+                await self._publish_metrics(ttl)
                 for room_id in rooms:  # expired during a stall: take it back
                     if await self.store.room_owner(room_id) is None:
                         await self.store.claim_room(room_id, self.process_id, ttl)
@@ -164,6 +166,15 @@ class Router:
                 raise
             except Exception as exc:  # noqa: BLE001
                 log.warning("heartbeat failed: %s", exc)
+
+    async def _publish_metrics(self, ttl_s: float) -> None:
+        """This process's snapshot for the summed /metrics?scope=cluster view (any worker serves it)."""
+        try:
+            await self.store.publish_metrics(self.process_id, self.manager.metrics.render().decode(), ttl_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the view goes stale; the live session does not care
+            log.warning("metrics snapshot not published: %s", exc)
 
     async def _check_remote_owners(self) -> None:
         """Connections whose room owner vanished get told and closed, so clients can rejoin."""

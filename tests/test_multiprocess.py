@@ -21,6 +21,7 @@ import aiohttp
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 
 from media.settings import MediaSettings
 from qa.audio import SyntheticVideoTrack, ToneTrack, decode_frame_counter
@@ -112,7 +113,7 @@ async def wipe_keys(redis_url: str, rooms: list[str], sessions: list[str], users
                     process_ids: list[str]) -> None:
     client = aioredis.from_url(redis_url, decode_responses=True)
     try:
-        keys = [f"{PREFIX}:proc:{p}" for p in process_ids]
+        keys = [f"{PREFIX}:{k}:{p}" for p in process_ids for k in ("proc", "metrics")]
         keys += [f"{PREFIX}:room:{r}:{k}" for r in rooms for k in ("owner", "presence")]
         keys += [f"{PREFIX}:{k}:{s}" for s in sessions for k in ("events", "session")]
         keys += [f"{PREFIX}:sessions:user:{u}" for u in users]
@@ -248,3 +249,40 @@ async def test_room_spans_two_processes_and_dies_with_its_owner(
         await wipe_keys(redis_url, [room], sessions, [streamer_user, mentor_user], [a.process_id, b.process_id])
     assert await b.stop() == 0, b.log()
 
+
+
+def _sample(text: str, name: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return sample.value
+    return None
+
+
+async def test_cluster_metrics_sum_every_live_worker(servers: tuple[ServerProcess, ServerProcess],
+                                                     redis_url: str) -> None:
+    """/metrics is the answering process's; ?scope=cluster adds up every live worker's snapshot."""
+    a, b = servers
+    async with aiohttp.ClientSession() as http:
+        sockets = [await http.ws_connect(a.url + "/ws")]
+        sockets += [await http.ws_connect(b.url + "/ws") for _ in range(2)]
+        try:
+            async with http.get(a.url + "/metrics") as resp:
+                assert _sample(await resp.text(), "livecoach_ws_connections") == 1.0
+            # B publishes its snapshot with its heartbeat (TTL/3); snapshots of processes that
+            # ended before this test expire within the TTL: wait for exactly these two.
+            deadline = time.monotonic() + 10 * PRESENCE_TTL_S
+            while True:
+                async with http.get(a.url + "/metrics", params={"scope": "cluster"}) as resp:
+                    assert resp.status == 200
+                    text = await resp.text()
+                if (_sample(text, "livecoach_workers"), _sample(text, "livecoach_ws_connections")) == (2.0, 3.0):
+                    break
+                assert time.monotonic() < deadline, text
+                await asyncio.sleep(PRESENCE_TTL_S / 3)
+            async with http.get(a.url + "/metrics", params={"scope": "everything"}) as resp:
+                assert resp.status == 400
+        finally:
+            for ws in sockets:
+                await ws.close()
+    await wipe_keys(redis_url, [], [], [], [a.process_id, b.process_id])

@@ -194,6 +194,22 @@ async def test_heartbeat_keeps_alive_then_expires(backend: Backend) -> None:
     await _eventually(lambda: _is_false(s.process_alive(a)), "a's liveness expiring")
 
 
+async def test_metrics_snapshots_replace_and_expire(backend: Backend) -> None:
+    s, a, b = backend.store, pid(), pid()
+    await s.publish_metrics(a, "old", LONG_TTL)
+    await s.publish_metrics(a, "new", LONG_TTL)  # the latest snapshot replaces the one before
+    await s.publish_metrics(b, "b's", SHORT_TTL)
+    assert (await s.process_metrics()).get(a) == "new"
+    await _eventually(lambda: _lacks(s.process_metrics(), b), "b's snapshot expiring")
+    assert (await s.process_metrics()).get(a) == "new"
+    with pytest.raises(StoreError):
+        await s.publish_metrics(a, "x", float("nan"))
+
+
+async def _lacks(value: Awaitable[dict[str, str]], key: str) -> bool:
+    return key not in await value
+
+
 # ---- event log -------------------------------------------------------------------------------
 
 

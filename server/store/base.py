@@ -35,6 +35,15 @@ class Store(Protocol):
         """Refresh the process's liveness and the TTL of the rooms (and their presence) it owns."""
         ...
 
+    # ---- per-process metrics snapshots (the summed /metrics?scope=cluster view) ---------------
+    async def publish_metrics(self, process_id: str, text: str, ttl_s: float) -> None:
+        """Store this process's exposition text; it vanishes ``ttl_s`` after the last publish."""
+        ...
+
+    async def process_metrics(self) -> dict[str, str]:
+        """The live processes' latest exposition texts, by process id."""
+        ...
+
     # ---- session event log ----------------------------------------------------------------
     async def append_event(self, session_id: str, event: dict[str, Any]) -> str:
         """Append one JSON-able event; returns its id (monotonic within the session)."""

@@ -177,6 +177,12 @@ class DurableWrites:
     async def heartbeat(self, process_id: str, room_ids: list[str], ttl_s: float) -> None:
         await self.inner.heartbeat(process_id, room_ids, ttl_s)
 
+    async def publish_metrics(self, process_id: str, text: str, ttl_s: float) -> None:
+        await self.inner.publish_metrics(process_id, text, ttl_s)
+
+    async def process_metrics(self) -> dict[str, str]:
+        return await self.inner.process_metrics()
+
     async def events(self, session_id: str, types: list[str] | None = None) -> list[dict[str, Any]]:
         return await self.inner.events(session_id, types)
 

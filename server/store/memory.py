@@ -46,6 +46,7 @@ class MemoryStore:
         self._rooms: dict[str, _Room] = {}
         self._presence: dict[str, _Presence] = {}
         self._processes: dict[str, float] = {}
+        self._metrics: dict[str, tuple[float, str]] = {}  # pid -> (expires_at, exposition text)
 
     async def healthy(self) -> bool:
         """For /healthz: the in-process store is there as long as the process is."""
@@ -138,6 +139,15 @@ class MemoryStore:
             del self._processes[process_id]
             return False
         return True
+
+    async def publish_metrics(self, process_id: str, text: str, ttl_s: float) -> None:
+        self._metrics[process_id] = (_now() + check_ttl(ttl_s) / 1000, text)
+
+    async def process_metrics(self) -> dict[str, str]:
+        now = _now()
+        for pid in [pid for pid, (expires_at, _) in self._metrics.items() if expires_at <= now]:
+            del self._metrics[pid]
+        return {pid: text for pid, (_, text) in self._metrics.items()}
 
     # ---- events and records (SQLite) -----------------------------------------------------------
     async def append_event(self, session_id: str, event: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ Keys (``P`` = prefix):
   P:room:<room>:presence  hash user -> JSON info, PX ttl             (refreshed by the owner's heartbeat)
   P:rooms                 zset room -> expiry (ms, Redis clock)      (index for list_rooms)
   P:proc:<pid>            string, PX ttl                             (process liveness)
+  P:metrics:<pid>         string, Prometheus text, PX ttl            (the summed /metrics view)
   P:events:<session>      stream, fields t=<type> e=<JSON>, MAXLEN ~ 10000
   P:session:<session>     string JSON record
   P:sessions, P:sessions:user:<user>   zset session -> started_at
@@ -130,6 +131,11 @@ async def _ping(client: aioredis.Redis, url: str, timeout_s: float) -> None:
         raise StoreUnavailable(f"Redis at {redacted(url)} did not answer within {timeout_s:g} s ({reason})") from exc
 
 
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis MATCH pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
 class RedisStore:
     def __init__(
         self, url: str, prefix: str = "livecoach", *, timeout_s: float = 2.0, client_name: str | None = None
@@ -215,6 +221,17 @@ class RedisStore:
         return bool(await self.redis.exists(self._k("proc", process_id)))
 
     # ---- session event log (streams) -----------------------------------------------------------
+    async def publish_metrics(self, process_id: str, text: str, ttl_s: float) -> None:
+        await self.redis.set(self._k("metrics", process_id), text, px=check_ttl(ttl_s))
+
+    async def process_metrics(self) -> dict[str, str]:
+        prefix = self._k("metrics", "")
+        keys = [key async for key in self.redis.scan_iter(match=f"{_glob_escape(prefix)}*", count=100)]
+        if not keys:
+            return {}
+        texts = await self.redis.mget(keys)
+        return {key[len(prefix):]: text for key, text in zip(keys, texts) if text is not None}
+
     async def append_event(self, session_id: str, event: dict[str, Any]) -> str:
         kind = check_event(event)
         fields = {"t": kind, "e": dumps(event, "event")}
