@@ -127,9 +127,13 @@ def server_stage_sum_ms(server: dict[str, Any]) -> float | None:
 
 
 def provider_ms(server: dict[str, Any]) -> float:
-    """Time the turn spent in providers: STT + LLM to the first speakable clause + TTS first audio."""
+    """Time the turn waited on providers after its end-of-turn decision: the STT the speculation
+    did not hide (all of it without speculation) + LLM to the first speakable clause + TTS first audio."""
     provider_stage_ms = server.get("stage_ms") or {}
-    return sum(float(provider_stage_ms.get(k) or 0.0) for k in ("stt", "llm", "tts"))
+    stt = ms_between(server.get("stt_final_ns"), server.get("eot_decision_ns"))
+    if stt is None:
+        stt = float(provider_stage_ms.get("stt") or 0.0)
+    return stt + sum(float(provider_stage_ms.get(k) or 0.0) for k in ("llm", "tts"))
 
 
 def server_overhead_ms(server: dict[str, Any]) -> float | None:

@@ -123,6 +123,10 @@ def test_stage_breakdown_sums_to_client_latency() -> None:
     assert stages["endpointing"] == 510 and stages["transport"] == 85
     assert measure.server_overhead_ms(server) == pytest.approx(10, abs=0.1)
     assert measure.server_stage_sum_ms(server) == pytest.approx(820)
+    # STT speculated at the pause and done by the decision: its 100 ms were not waited for.
+    hidden = {**server, "stt_final_ns": end + 600 * MS, "llm_first_token_ns": end + 750 * MS,
+              "tts_first_audio_ns": end + 800 * MS, "first_reply_frame_ns": end + 810 * MS}
+    assert measure.server_overhead_ms(hidden) == pytest.approx(10, abs=0.1)
     # A different clock domain: the same turn, server clock 5 s ahead.
     shifted = {k: (v + 5_000 * MS if k.endswith("_ns") else v) for k, v in server.items()}
     assert stage_breakdown(end, heard, shifted, clock_offset_ns=5_000 * MS) == stages
