@@ -40,6 +40,11 @@ class VideoRecorder:
         self._tasks = TaskOwner(f"video-rec:{self.path.name}")
         self._t0_ns: int | None = None
 
+    @property
+    def t0_ns(self) -> int | None:
+        """perf_counter_ns of the first frame (the file's time 0); None before one came."""
+        return self._t0_ns
+
     def start(self, track: MediaStreamTrack) -> None:
         if track.kind != "video":
             raise ValueError(f"VideoRecorder needs a video track, got {track.kind!r}")

@@ -76,6 +76,11 @@ async def session_video(request: web.Request) -> web.StreamResponse:
     return await _serve_recording(request, "video_recording", "video/mp4")
 
 
+async def session_av(request: web.Request) -> web.StreamResponse:
+    """A shadowed stream's camera with both voices (muxed after the session: 404 until it is)."""
+    return await _serve_recording(request, "av_recording", "video/mp4")
+
+
 async def _reports_of(request: web.Request, user: str | None) -> list[dict[str, Any]]:
     records = await store_of(request).list_sessions(user=user, limit=MAX_PROGRESS_SESSIONS)
     return [
@@ -122,6 +127,7 @@ def add_report_routes(api: web.Application) -> None:
     api.router.add_get("/sessions/{session_id}/report.html", session_report_html)
     api.router.add_get("/sessions/{session_id}/recording", session_recording)
     api.router.add_get("/sessions/{session_id}/video", session_video)
+    api.router.add_get("/sessions/{session_id}/av", session_av)
     api.router.add_get("/trainees/{user}/progress", trainee_progress)
     api.router.add_get("/export/sessions.csv", export_sessions_csv)
     api.router.add_get("/export/metrics.csv", export_metrics_csv)

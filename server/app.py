@@ -73,6 +73,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             await asyncio.wait_for(manager.close(), timeout)
         except asyncio.TimeoutError:
             log.error("closing rooms took more than %.1f s", timeout)
+        try:
+            await asyncio.wait_for(state.hooks.close(), timeout)
+        except asyncio.TimeoutError:
+            log.error("closing the media hooks took more than %.1f s", timeout)
         await _cancel_connection_writers(state)
         await router.close()
         await outbox.close()

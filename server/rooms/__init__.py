@@ -5,10 +5,10 @@ Modules: ``contracts`` (what the engine needs and offers), ``membership`` (who i
 WebRTC peer), ``shadow`` (mentor/whisper wiring), ``mentor`` (tips), ``room``, ``manager``.
 """
 
-from server.rooms.contracts import ConnRef, MediaContext, MediaHandle, MediaHooks, NoMediaHooks, Outbox
+from server.rooms.contracts import ConnRef, MediaContext, MediaHandle, MediaHooks, NoMediaHooks, Outbox, WhisperTap
 from server.rooms.manager import RoomManager
 from server.rooms.membership import Participant
 from server.rooms.room import Room
 
 __all__ = ["ConnRef", "MediaContext", "MediaHandle", "MediaHooks", "NoMediaHooks", "Outbox", "Participant",
-           "Room", "RoomManager"]
+           "Room", "RoomManager", "WhisperTap"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -17,6 +18,7 @@ from server.settings import Settings
 from server.store.base import Store
 
 ConnRef = tuple[str, str]  # (process id holding the WebSocket, connection id)
+PcmSink = Callable[[np.ndarray, int], None]  # (mono int16, perf_counter_ns at receipt)
 
 
 class Outbox(Protocol):
@@ -31,13 +33,32 @@ class MediaHandle(Protocol):
     async def close(self) -> None: ...
 
 
+class WhisperTap:
+    """The mentor's push-to-talk whisper as the primary hears it, for the media hook (the shadow
+    recording's right channel): 48 kHz mono int16 chunks stamped at receipt, only while whisper is
+    on (the room feeds it from the primary's whisper channel). One sink; ``connect(None)`` detaches."""
+
+    RATE = 48_000
+
+    def __init__(self) -> None:
+        self._sink: PcmSink | None = None
+
+    def connect(self, sink: PcmSink | None) -> None:
+        self._sink = sink
+
+    def feed(self, pcm: np.ndarray, t_ns: int) -> None:
+        if self._sink is not None:
+            self._sink(pcm, t_ns)
+
+
 @dataclass
 class MediaContext:
     """What a media hook gets for the primary's peer connection (before the answer is made).
 
     ``remote_tracks`` are relay subscriptions (buffered) of the primary's inbound tracks: read
     them freely; the raw tracks are also feeding the mentor. Add outbound tracks with
-    ``pc.addTrack`` (the offer's transceivers are reused).
+    ``pc.addTrack`` (the offer's transceivers are reused). ``whisper`` hands the mentor's whisper
+    to whoever connects to it (audio only reaches it while whisper is on).
     """
 
     room_id: str
@@ -51,6 +72,7 @@ class MediaContext:
     events: SessionEvents  # the Room
     store: Store
     settings: Settings
+    whisper: WhisperTap = field(default_factory=WhisperTap)
 
 
 class MediaHooks(Protocol):
@@ -59,6 +81,10 @@ class MediaHooks(Protocol):
     @property
     def live_sessions(self) -> int:
         """Media sessions attached and not yet closed (health: what is really alive)."""
+        ...
+
+    async def close(self) -> None:
+        """Shutdown, after the rooms: stop what outlives sessions (e.g. muxing recordings)."""
         ...
 
 
@@ -71,6 +97,9 @@ class NoMediaHooks:
     @property
     def live_sessions(self) -> int:
         return 0
+
+    async def close(self) -> None:
+        return None
 
 
 class PeerCount:

@@ -19,7 +19,7 @@ from coach.tasks import TaskOwner
 from media.relay import SwitchableTrack
 from server.auth import TokenClaims
 from server.protocol import Ice, Offer, ProtocolError, Tip, TipAck, Whisper
-from server.rooms.contracts import ConnRef, MediaContext, RoomServices
+from server.rooms.contracts import ConnRef, MediaContext, RoomServices, WhisperTap
 from server.rooms.event_log import EventLog
 from server.rooms.membership import Membership, Participant
 from server.rooms.mentor import TipDesk
@@ -154,8 +154,11 @@ class Room:
             elif p.is_primary:
                 # The hook first: a practice session sends the customer's voice on the offer's
                 # audio transceiver; the whisper channel takes it only if it is still free.
-                await p.peer.attach_media(pc, lambda pc_, tracks: self._media_context(p, pc_, tracks))
+                whisper = WhisperTap()
+                await p.peer.attach_media(pc, lambda pc_, tracks: self._media_context(p, pc_, tracks, whisper))
                 p.peer.out_audio = p.peer.attach_send(pc, SwitchableTrack("audio"))  # whisper channel
+                if p.peer.out_audio is not None:  # the hook records what the primary hears of the mentor
+                    p.peer.out_audio.on_source_audio = whisper.feed
             self.rewire()
 
         sdp = await p.peer.negotiate(msg.sdp, msg.id, configure)
@@ -163,12 +166,13 @@ class Room:
             raise ProtocolError("not_joined", "left while negotiating", msg.id)
         return {"type": "answer", "sdp": sdp, "ref": msg.id}
 
-    def _media_context(self, p: Participant, pc: RTCPeerConnection, tracks: list[MediaStreamTrack]) -> MediaContext:
+    def _media_context(self, p: Participant, pc: RTCPeerConnection, tracks: list[MediaStreamTrack],
+                       whisper: WhisperTap) -> MediaContext:
         assert self.session_id is not None  # a primary is a member, so its session exists
         return MediaContext(
             room_id=self.room_id, session_id=self.session_id, user=p.user, role=p.role, lang=p.lang,
             scenario=p.scenario, pc=pc, remote_tracks=tracks, events=self,
-            store=self.services.store, settings=self.services.settings,
+            store=self.services.store, settings=self.services.settings, whisper=whisper,
         )
 
     async def ice(self, p: Participant, msg: Ice) -> None:

@@ -168,21 +168,54 @@ async function load() {
   drawTurns(turns);
   drawTranscript(LC.transcript);
   drawInterruptions(LC.interruptions);
-  $('#recording-title').dataset.i18n = record.kind === 'shadow' ? 'session.recording.shadow' : 'session.recording.practice';
-  $('#recording-title').textContent = t($('#recording-title').dataset.i18n);
-  if (record.recording) {
-    $('#recording').src = `${base}/recording`;
-    $('#recording-card').hidden = false;
-  }
-  if (record.video_recording) {  // a shadowed streamer's camera
-    $('#video-recording').src = `${base}/video`;
-    $('#video-recording').hidden = false;
-    $('#recording-card').hidden = false;
-  }
+  drawRecording(record, base);
   try { LC.report = await fetchJSON(`${base}/report`); } catch { LC.report = null; /* the page stands without it */ }
   drawSummary();
   drawScores(LC.report);
   LC.phase = 'ready';
+}
+
+/** The recording. Practice: the stereo WAV (left trainee, right AI customer). Shadowed stream: one
+ * MP4 with the camera and both voices (left streamer, right the mentor's whisper), muxed after the
+ * session; until it exists (404), or if muxing failed, the camera and the WAV play together. */
+function drawRecording(record, base) {
+  const title = $('#recording-title');
+  const audio = $('#recording');
+  const video = $('#video-recording');
+  const setTitle = (key) => { title.dataset.i18n = key; title.textContent = t(key); };
+  setTitle(record.kind === 'shadow' ? 'session.recording.shadow' : 'session.recording.practice');
+  if (record.recording) {
+    audio.src = `${base}/recording`;
+    $('#recording-card').hidden = false;
+  }
+  if (!record.video_recording) return;
+  $('#recording-card').hidden = false;
+  video.hidden = false;
+  const separate = () => {
+    LC.recordingSource = 'separate';
+    setTitle('session.recording.shadow');
+    audio.hidden = !record.recording;
+    video.src = `${base}/video`;
+    if (record.recording) playTogether(video, audio, Number(record.video_offset_s) || 0);
+  };
+  if (!record.av_recording) { separate(); return; }
+  LC.recordingSource = 'av';
+  setTitle('session.recording.shadow_av');
+  audio.hidden = true; // the MP4 carries both voices (the WAV stays in the report's download link)
+  video.addEventListener('error', separate, { once: true });
+  video.src = `${base}/av`;
+}
+
+/** The WAV follows the video (play, pause, seek); ``offsetS``: where the video starts in the WAV. */
+function playTogether(video, audio, offsetS) {
+  const sync = () => {
+    const want = video.currentTime + offsetS;
+    if (Math.abs(audio.currentTime - want) > 0.25) audio.currentTime = want;
+  };
+  video.addEventListener('play', () => { sync(); audio.play().catch(() => {}); });
+  video.addEventListener('pause', () => audio.pause());
+  video.addEventListener('seeked', sync);
+  video.addEventListener('ratechange', () => { audio.playbackRate = video.playbackRate; });
 }
 
 /** Title and summary line: who (trainee or streamer), scenario title, kind, date in the UI language. */
