@@ -6,7 +6,6 @@ import asyncio
 import fractions
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, Literal, cast
 
 import av
@@ -20,7 +19,6 @@ log = logging.getLogger(__name__)
 AUDIO_RATE = 48_000
 AUDIO_FRAME_SAMPLES = 960  # 20 ms
 AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
-SourceAudioTap = Callable[[np.ndarray, int], None]  # (48 kHz mono int16, perf_counter_ns at receipt)
 VIDEO_CLOCK = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 BLACK_WIDTH, BLACK_HEIGHT, BLACK_FPS = 320, 240, 15
@@ -71,8 +69,6 @@ class SwitchableTrack(MediaStreamTrack):
 
     A source ending (MediaStreamError) switches back to silence/black. Output timestamps are
     our own and continuous, so the remote decoder never sees a jump when we switch.
-    ``on_source_audio`` (optional) is told of every audio frame taken from a source (never of the
-    filler): what the remote hears of it, 48 kHz mono int16, stamped when it was received here.
     """
 
     def __init__(self, kind: Literal["audio", "video"]) -> None:
@@ -88,7 +84,6 @@ class SwitchableTrack(MediaStreamTrack):
         self._next_ns: int | None = None  # when the next filler frame is due
         self.frames_from_source = 0
         self.frames_filler = 0
-        self.on_source_audio: SourceAudioTap | None = None
 
     @property
     def source(self) -> MediaStreamTrack | None:
@@ -116,7 +111,7 @@ class SwitchableTrack(MediaStreamTrack):
             frame = await self._recv_from(source)
             if frame is not None:
                 self.frames_from_source += 1
-                return self._restamp(frame, time.perf_counter_ns())
+                return self._restamp(frame)
             # switched away (or the source ended): loop and use whatever is current now
 
     async def _recv_from(self, source: MediaStreamTrack) -> AudioFrame | VideoFrame | None:
@@ -167,15 +162,9 @@ class SwitchableTrack(MediaStreamTrack):
         # a fresh frame each time: the encoder thread reads pts after we return
         return self._restamp_video(black_frame())
 
-    def _restamp(self, frame: AudioFrame | VideoFrame, received_ns: int) -> AudioFrame | VideoFrame:
+    def _restamp(self, frame: AudioFrame | VideoFrame) -> AudioFrame | VideoFrame:
         if isinstance(frame, AudioFrame):
             pcm = self._normalizer(frame)
-            if self.on_source_audio is not None and pcm.size:
-                try:
-                    self.on_source_audio(pcm, received_ns)
-                except Exception:  # noqa: BLE001 - a tap must never silence what the remote hears
-                    log.exception("audio tap of %s failed: dropped", self.id)
-                    self.on_source_audio = None
             out = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
             out.sample_rate = AUDIO_RATE
             return self._restamp_audio(out)

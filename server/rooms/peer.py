@@ -21,7 +21,7 @@ from media.peer import close_quietly, create_peer_connection
 from media.relay import ShadowRelay, SwitchableTrack
 from media.sdp_check import OfferError, check_candidate, check_offer, parse_networks
 from server.protocol import IceCandidate, ProtocolError
-from server.rooms.contracts import MediaContext, MediaHandle, RoomServices
+from server.rooms.contracts import MediaContext, MediaHandle, RoomServices, WhisperTap
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class PeerSession:
         self.out_audio: SwitchableTrack | None = None
         self.out_video: SwitchableTrack | None = None
         self.feeds: dict[str, tuple[MediaStreamTrack, MediaStreamTrack]] = {}  # slot -> (src, proxy)
+        self.whisper_tap: WhisperTap | None = None  # primary: the mentor's whisper for its media hook
         self.tasks = TaskOwner(f"peer:{label}")
         self.allowed_networks = parse_networks(services.settings.media.allowed_candidate_networks)
         self.retired = False  # its participant left: nothing may start again
@@ -199,6 +200,9 @@ class PeerSession:
         self._stop_hook_tracks()
         self.inbound.clear()
         self.out_audio = self.out_video = None
+        if self.whisper_tap is not None:
+            self.whisper_tap.connect(None)
+            self.whisper_tap = None
         if self.pc is not None:
             pc, self.pc = self.pc, None
             await close_quietly(pc)

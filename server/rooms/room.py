@@ -154,11 +154,9 @@ class Room:
             elif p.is_primary:
                 # The hook first: a practice session sends the customer's voice on the offer's
                 # audio transceiver; the whisper channel takes it only if it is still free.
-                whisper = WhisperTap()
-                await p.peer.attach_media(pc, lambda pc_, tracks: self._media_context(p, pc_, tracks, whisper))
+                p.peer.whisper_tap = WhisperTap()  # the mentor's whisper for the hook's recording
+                await p.peer.attach_media(pc, lambda pc_, tracks: self._media_context(p, pc_, tracks))
                 p.peer.out_audio = p.peer.attach_send(pc, SwitchableTrack("audio"))  # whisper channel
-                if p.peer.out_audio is not None:  # the hook records what the primary hears of the mentor
-                    p.peer.out_audio.on_source_audio = whisper.feed
             self.rewire()
 
         sdp = await p.peer.negotiate(msg.sdp, msg.id, configure)
@@ -166,13 +164,13 @@ class Room:
             raise ProtocolError("not_joined", "left while negotiating", msg.id)
         return {"type": "answer", "sdp": sdp, "ref": msg.id}
 
-    def _media_context(self, p: Participant, pc: RTCPeerConnection, tracks: list[MediaStreamTrack],
-                       whisper: WhisperTap) -> MediaContext:
+    def _media_context(self, p: Participant, pc: RTCPeerConnection, tracks: list[MediaStreamTrack]) -> MediaContext:
         assert self.session_id is not None  # a primary is a member, so its session exists
         return MediaContext(
             room_id=self.room_id, session_id=self.session_id, user=p.user, role=p.role, lang=p.lang,
             scenario=p.scenario, pc=pc, remote_tracks=tracks, events=self,
-            store=self.services.store, settings=self.services.settings, whisper=whisper,
+            store=self.services.store, settings=self.services.settings,
+            whisper=p.peer.whisper_tap or WhisperTap(),
         )
 
     async def ice(self, p: Participant, msg: Ice) -> None:
