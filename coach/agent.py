@@ -76,7 +76,8 @@ class CustomerAgent:
         self._turn_task: asyncio.Task | None = None
         self._end: SpeechEnd | None = None  # the segmenter's utterance end being handled
         self._onset_ns: int | None = None  # onset of the current trainee utterance
-        self.stats = {"speculative_calls": 0, "wasted_calls": 0, "false_interruptions": 0}
+        self.stats = {"speculative_calls": 0, "wasted_calls": 0, "speculative_llm_calls": 0,
+                      "wasted_llm_calls": 0, "false_interruptions": 0}
         self._spec = Speculator(spawn=self._spawn, on_result=self._speculated, stats=self.stats)
         self._closed = False
         self._started = False
@@ -225,6 +226,9 @@ class CustomerAgent:
                        p_complete=None if p is None else round(p, 3))
         complete = (error is None and bool(text) and self._smart is not None
                     and tp.turn_complete(text, p, self.language, self._threshold))
+        if not complete and text and error is None and self.turn_taking.speculative_llm:
+            self._spec.prefetch(spec, self.providers.llm, self._messages() + [ChatMessage("user", text)],
+                                self.language)
         self._dispatch(tp.Speculated(spec.seq, complete))
 
     def _commit_turn(self) -> None:
@@ -240,7 +244,9 @@ class CustomerAgent:
         turn, text, audio = self._user.take(end)
         turn.user_speech_end_ns = end.end_ns
         turn.eot_decision_ns = eot
-        spec, (turn.speculative_calls, turn.wasted_calls) = self._spec.take()
+        spec, n = self._spec.take()
+        turn.speculative_calls, turn.wasted_calls = n.stt, n.stt_wasted
+        turn.speculative_llm_calls, turn.wasted_llm_calls = n.llm, n.llm_wasted
         self._start_turn(turn, text, audio, spec)
 
     def _merge_thinking(self) -> None:
@@ -338,7 +344,8 @@ class CustomerAgent:
             write_fallback(reply, providers.fallback_line, self.language)
         else:
             messages = self._messages() + [ChatMessage("user", text)]
-            writing = stream_llm_reply(reply, messages, llm=self.providers.llm, language=self.language,
+            llm = self._spec.reply_llm(spec, messages, self.providers.llm, turn)
+            writing = stream_llm_reply(reply, messages, llm=llm, language=self.language,
                                        deadline_s=providers.llm_reply_deadline_s,
                                        fallback_lines=providers.fallback_line, emit=self._emit)
             reply.llm_task = self._spawn(writing, "llm")

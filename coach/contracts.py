@@ -96,6 +96,8 @@ class TurnRecord:
     error: str | None = None  # provider failure for this turn (fallback line was spoken)
     speculative_calls: int = 0  # STT calls started at a pause for this turn
     wasted_calls: int = 0  # ... of which the trainee talked on (result thrown away)
+    speculative_llm_calls: int = 0  # LLM requests started at a pause the words did not end
+    wasted_llm_calls: int = 0  # ... of which the answer was thrown away (the trainee talked on)
     stage_ms: dict[str, float] = field(default_factory=dict)  # stt/llm/tts provider time
 
     def as_dict(self) -> dict[str, Any]:

@@ -27,7 +27,10 @@ class TurnTakingSettings(BaseModel):
     # high: on our espeak Mandarin the model scored a mid-sentence pause 0.89 (ends 0.75-0.96),
     # so Chinese turns rely on the transcript (final 吗/呢/？) or the maximum silence.
     threshold: dict[str, float] = Field(default_factory=lambda: {"en": 0.5, "zh": 0.97})
-    # Speculative LLM at the pause: not yet (the decision waits for the transcript anyway).
+    # When the words at a pause do not end the turn, ask the LLM already (coach/llm_prefetch.py):
+    # a turn that then ends by the maximum silence has its answer started. A trainee who talks on
+    # wastes that call (counted in /metrics); with a paid API, turn it off to save the calls.
+    speculative_llm: bool = True
 
 
 class BargeInSettings(BaseModel):

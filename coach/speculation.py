@@ -18,7 +18,8 @@ from typing import Any, Callable, Coroutine
 import numpy as np
 
 from coach import turn_policy as tp
-from coach.contracts import ProviderError, TurnRecord
+from coach.contracts import ChatMessage, ProviderError, TurnRecord
+from coach.llm_prefetch import LlmPrefetch, ReplyLLM
 from coach.smart_turn import SmartTurn
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,16 @@ Judgement = tuple[str, float | None, str | None]  # (transcript, P(complete) | N
 
 
 @dataclass
+class SpeculationCounts:
+    """Provider calls made at pauses for one utterance, and how many of them were thrown away."""
+
+    stt: int = 0
+    stt_wasted: int = 0
+    llm: int = 0
+    llm_wasted: int = 0
+
+
+@dataclass
 class Speculation:
     """STT (+ smart-turn) of the utterance so far, started at a pause."""
 
@@ -36,6 +47,7 @@ class Speculation:
     task: asyncio.Task[Judgement]
     started_ns: int
     finished_ns: int | None = None
+    llm: LlmPrefetch | None = None  # the answer, asked for when the words did not end the turn
 
 
 # Smart-turn costs ~25-100 ms of CPU a call, and most turns are decided by their words (a final
@@ -100,13 +112,13 @@ class Speculator:
     finishes (not when it was cancelled, failed or replaced); ``stats`` is the agent's counters.
     """
 
-    def __init__(self, *, spawn: Callable[[Coroutine[Any, Any, Judgement], str], asyncio.Task[Judgement]],
+    def __init__(self, *, spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]],
                  on_result: Callable[[Speculation, Judgement], None], stats: dict[str, int]) -> None:
         self._spawn = spawn
         self._on_result = on_result
         self._stats = stats
         self.current: Speculation | None = None
-        self._counts = [0, 0]  # (started, wasted) for the utterance being built
+        self._counts = SpeculationCounts()  # for the utterance being built
 
     def start(self, seq: int, work: Coroutine[Any, Any, Judgement], name: str, *, counted: bool = True) -> None:
         """Replace the live speculation (not counted as wasted) with ``work``."""
@@ -114,7 +126,7 @@ class Speculator:
         task = self._spawn(work, name)
         spec = self.current = Speculation(seq, task, _now())
         if counted:
-            self._counts[0] += 1
+            self._counts.stt += 1
             self._stats["speculative_calls"] += 1
         task.add_done_callback(lambda t: self._finished(spec, t))
 
@@ -131,15 +143,35 @@ class Speculator:
         if not spec.task.done():
             spec.task.cancel()  # the decode already running in the whisper thread finishes unseen
         if wasted:
-            self._counts[1] += 1
+            self._counts.stt_wasted += 1
             self._stats["wasted_calls"] += 1
+        if spec.llm is not None:  # an answer nobody will hear: a wasted (paid) call either way
+            spec.llm.cancel()
+            self._counts.llm_wasted += 1
+            self._stats["wasted_llm_calls"] += 1
 
-    def take(self) -> tuple[Speculation | None, tuple[int, int]]:
+    def prefetch(self, spec: Speculation, llm: Any, messages: list[ChatMessage], language: str) -> None:
+        """Ask the LLM already, for the live speculation's transcript (see coach/llm_prefetch.py)."""
+        if spec is not self.current or spec.llm is not None:
+            return
+        spec.llm = LlmPrefetch(llm, messages, language, self._spawn)
+        self._counts.llm += 1
+        self._stats["speculative_llm_calls"] += 1
+
+    def take(self) -> tuple[Speculation | None, SpeculationCounts]:
         """End the utterance: the live speculation (now owned by the caller) and its counts."""
         spec, self.current = self.current, None
-        counts = (self._counts[0], self._counts[1])
-        self._counts = [0, 0]
+        counts, self._counts = self._counts, SpeculationCounts()
         return spec, counts
+
+    def reply_llm(self, spec: Speculation | None, messages: list[ChatMessage], llm: Any,
+                  turn: TurnRecord) -> ReplyLLM:
+        """The committed turn's LLM: the prefetched answer when it was asked the same conversation."""
+        prefetch = spec.llm if spec is not None else None
+        if prefetch is not None and prefetch.messages != messages:  # the trainee's words changed
+            turn.wasted_llm_calls += 1
+            self._stats["wasted_llm_calls"] += 1
+        return ReplyLLM(llm, prefetch)
 
 
 async def hear_turn(turn: TurnRecord, audio: np.ndarray | None, text: str | None, spec: Speculation | None, *,

@@ -50,6 +50,10 @@ class Metrics:
             "livecoach_speculative_stt_calls", "STT calls started at a pause, by outcome (used|wasted)",
             ["outcome"], registry=r
         )
+        self.speculative_llm = Counter(
+            "livecoach_speculative_llm_calls", "LLM requests started at a pause, by outcome (used|wasted)",
+            ["outcome"], registry=r
+        )
         self.false_interruptions = Counter(
             "livecoach_false_interruptions", "Barge-ins that were a cough/click/filler (reply resumed)", registry=r
         )
@@ -77,6 +81,10 @@ class Metrics:
         if isinstance(calls, int) and isinstance(wasted, int) and 0 <= wasted <= calls:
             self.speculative_stt.labels(outcome="wasted").inc(wasted)
             self.speculative_stt.labels(outcome="used").inc(calls - wasted)
+        calls, wasted = event.get("speculative_llm_calls"), event.get("wasted_llm_calls")
+        if isinstance(calls, int) and isinstance(wasted, int) and 0 <= wasted <= calls:
+            self.speculative_llm.labels(outcome="wasted").inc(wasted)
+            self.speculative_llm.labels(outcome="used").inc(calls - wasted)
         total = total_ns(event)
         if total is not None:
             self.turn_latency.observe(total / 1e9)
