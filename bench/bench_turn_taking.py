@@ -98,6 +98,7 @@ async def trial(name: str, lang: str, settings: CoachSettings, cough: str | None
         "eot_after_last_word_ms": None if first_commit_s is None else round((first_commit_s - last_word_s) * 1000),
         "user_text": turn.user_text if turn else None,
         "speculative": agent.stats["speculative_calls"], "wasted": agent.stats["wasted_calls"],
+        "speculative_llm": agent.stats["speculative_llm_calls"], "wasted_llm": agent.stats["wasted_llm_calls"],
         "false_interruptions": agent.stats["false_interruptions"],
         "real_interruptions": sum(not r.false_interruption for r in agent.interruptions),
         "whole": turn is not None and not turn.interrupted and turn.reply_played_text == turn.reply_planned_text,
@@ -141,6 +142,8 @@ async def main() -> None:
                     "eot_after_last_word_ms_p50": lat[len(lat) // 2] if lat else None,
                     "speculative_calls": sum(r["speculative"] for r in rows),
                     "wasted_calls": sum(r["wasted"] for r in rows),
+                    "speculative_llm_calls": sum(r["speculative_llm"] for r in rows),
+                    "wasted_llm_calls": sum(r["wasted_llm"] for r in rows),
                     "texts": sorted({r["user_text"] or "" for r in rows}),
                 }
                 print(json.dumps({name: results[name]}, ensure_ascii=False), file=sys.stderr, flush=True)
@@ -154,10 +157,14 @@ async def main() -> None:
                 print(json.dumps({noise: results[f"{lang}_{noise[:-4]}_during_reply"]}), file=sys.stderr, flush=True)
     spec = sum(v.get("speculative_calls", 0) for v in results.values())
     wasted = sum(v.get("wasted_calls", 0) for v in results.values())
+    spec_llm = sum(v.get("speculative_llm_calls", 0) for v in results.values())
+    wasted_llm = sum(v.get("wasted_llm_calls", 0) for v in results.values())
     turns = sum(v.get("trials", 0) for k, v in results.items() if "cough" not in k)
     print(json.dumps({"stack": args.stack, "results": results,
                       "wasted_speculative_calls_per_100_turns": round(100 * wasted / max(1, turns), 1),
-                      "speculative_calls_per_100_turns": round(100 * spec / max(1, turns), 1)},
+                      "speculative_calls_per_100_turns": round(100 * spec / max(1, turns), 1),
+                      "wasted_llm_calls_per_100_turns": round(100 * wasted_llm / max(1, turns), 1),
+                      "speculative_llm_calls_per_100_turns": round(100 * spec_llm / max(1, turns), 1)},
                      ensure_ascii=False, indent=1))
 
 
