@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import math
 import time
 from dataclasses import dataclass
@@ -242,3 +243,50 @@ def window_stats(arrivals: list[int], voiced: list[bool], start_ns: int, end_ns:
         "holes": holes,
         "hole_ms": round(hole_ms, 1),
     }
+
+
+def frame_arrival_stats(arrivals_ns: list[int], pts: list[int], samples: list[int],
+                        gap_ns: int = FRAME_GAP_NS, pts_wrap: int = 1 << 32) -> dict[str, float | int]:
+    """Underruns and missing audio from received frames (arrival time, RTP-derived pts, samples each).
+
+    ``underruns``: arrival gaps > ``gap_ns`` (what a player fed from this stream would run dry on);
+    ``missing_frames``: frames the pts sequence skipped (lost, or dropped by the jitter buffer),
+    in frames of the size before the jump; ``pts`` wraps at ``pts_wrap`` (RTP timestamps: 2**32).
+    """
+    intervals = [b - a for a, b in zip(arrivals_ns, arrivals_ns[1:])]
+    gaps = [d for d in intervals if d > gap_ns]
+    missing = 0
+    backwards = 0
+    for i in range(1, len(pts)):
+        jump = (pts[i] - pts[i - 1] - samples[i - 1]) % pts_wrap
+        if jump > pts_wrap // 2:
+            backwards += 1  # an earlier frame after a later one
+        elif jump and samples[i - 1]:
+            missing += round(jump / samples[i - 1])
+    ordered = sorted(intervals)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))] / 1e6 if ordered else 0.0
+    return {
+        "frames": len(arrivals_ns),
+        "underruns": len(gaps),
+        "underrun_ms": round(sum(gaps) / 1e6, 1),
+        "missing_frames": missing,
+        "out_of_order": backwards,
+        "inter_arrival_p95_ms": round(p95, 2),
+        "inter_arrival_max_ms": round(max(intervals, default=0) / 1e6, 2),
+    }
+
+
+def onset_delays_by_pts(sent: list[tuple[int, int]], received: list[tuple[int, int]]) -> list[int]:
+    """Delay of each sent onset to the received frame carrying it, matched by pts, not by time order.
+
+    ``sent`` / ``received``: (pts, time_ns) of each onset frame. The receiver's pts differ from the
+    sender's by one constant (RTP timestamp mapping): taken as the most common difference over all
+    pairs, so a late burst is never paired with the next burst however long the delay. Sent onsets
+    with no received frame at that pts are left out.
+    """
+    if not sent or not received:
+        return []
+    diffs = collections.Counter(rp - sp for sp, _ in sent for rp, _ in received)
+    offset = diffs.most_common(1)[0][0]
+    at = dict(received)
+    return [at[sp + offset] - st for sp, st in sent if sp + offset in at]
