@@ -36,6 +36,7 @@ from av import AudioFrame
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from media.jitter import AudioJitterBuffer  # noqa: E402
 from media.outbound import PacedAudioTrack  # noqa: E402
 from media.peer import close_quietly, connect_in_process, create_peer_connection  # noqa: E402
 from media.settings import MediaSettings  # noqa: E402
@@ -241,17 +242,20 @@ def flush_and_push_cost(reps: int = 200) -> dict:
 
 
 def replay_jitter_buffer(prefetch: int, jitter_sd_ms: float, base_ms: float, seconds: float,
-                         seed: int = 14) -> dict:
+                         seed: int = 14, buffer_kind: str = "livecoach", loss: float = 0.0) -> dict:
     """The same link, replayed through aiortc's own audio JitterBuffer (capacity 16) on a virtual
     clock: no CPU, scheduler or loop in the figures, so they do not move with machine load.
 
-    Packet k is sent at 20k ms and arrives at 20k + base + |gauss(0, sd)| ms (sd 0: no base); each
-    frame the buffer hands out is timed at the arrival that released it.
+    Packet k is sent at 20k ms and arrives at 20k + base + |gauss(0, sd)| ms (sd 0: no base), or
+    never (probability ``loss``); each frame the buffer hands out is timed at the arrival that
+    released it. ``buffer_kind``: "aiortc" (stock) or "livecoach" (media/jitter.py).
     """
     rng = random.Random(seed)
     extra = (lambda: base_ms + abs(rng.gauss(0.0, jitter_sd_ms))) if jitter_sd_ms > 0 else (lambda: 0.0)
-    packets = sorted((k * 20 + extra(), k) for k in range(int(seconds * 50)))
-    buffer = JitterBuffer(capacity=16, prefetch=prefetch)
+    sent = [k for k in range(int(seconds * 50)) if not (loss and rng.random() < loss)]
+    packets = sorted((k * 20 + extra(), k) for k in sent)
+    buffer = (AudioJitterBuffer(capacity=16, prefetch=prefetch) if buffer_kind == "livecoach"
+              else JitterBuffer(capacity=16, prefetch=prefetch))
     out_ms: list[float] = []
     out_pts: list[int] = []
     for t_ms, k in packets:
@@ -263,7 +267,8 @@ def replay_jitter_buffer(prefetch: int, jitter_sd_ms: float, base_ms: float, sec
             out_pts.append(frame.timestamp)
     delays = [t - pts / 48 for t, pts in zip(out_ms, out_pts)]
     stats = frame_arrival_stats([int(t * 1e6) for t in out_ms], out_pts, [960] * len(out_pts))
-    return {"prefetch": prefetch, "jitter_sd_ms": jitter_sd_ms, "seconds": seconds,
+    return {"buffer": buffer_kind, "loss": loss, "prefetch": prefetch, "jitter_sd_ms": jitter_sd_ms,
+            "seconds": seconds,
             "delay_ms": _summary(delays), "delay_last_s_median_ms": round(statistics.median(delays[-50:]), 1),
             **stats}
 
@@ -278,7 +283,8 @@ def _table(runs: list[dict]) -> dict[str, dict[str, str]]:
     for r in runs:
         d = r["delay_ms"]
         cell = f"{d.get('median', '-')}/{d.get('p95', '-')} ms, {r['underruns']} underruns, {r['missing_frames']} missing"
-        table.setdefault(f"sd={r['jitter_sd_ms']:g}ms", {})[f"prefetch={r['prefetch']}"] = cell
+        row = f"sd={r['jitter_sd_ms']:g}ms" + (f" loss={r['loss']:g}" if r.get("loss") else "")
+        table.setdefault(row, {})[f"{r.get('buffer', 'live')} prefetch={r['prefetch']}"] = cell
     return table
 
 
@@ -290,13 +296,15 @@ async def main() -> None:
                         help="sd of the extra per-packet delay; 0 = plain loopback")
     parser.add_argument("--base-ms", type=float, default=20.0, help="fixed delay on the jittery link")
     parser.add_argument("--replay-s", type=float, default=120.0, help="virtual-clock replay length")
+    parser.add_argument("--loss", default="0,0.01", help="replay: packet loss probabilities")
     parser.add_argument("--only-jitter", action="store_true", help="skip the pacing and push/flush figures")
     args = parser.parse_args()
     t0 = time.perf_counter()
     runs = [await one_way_delay(int(p), args.bursts, sd, args.base_ms)
             for sd in _floats(args.jitter_ms) for p in _floats(args.prefetch)]
-    replays = [replay_jitter_buffer(int(p), sd, args.base_ms, args.replay_s)
-               for sd in _floats(args.jitter_ms) for p in _floats(args.prefetch)]
+    replays = [replay_jitter_buffer(int(p), sd, args.base_ms, args.replay_s, buffer_kind=kind, loss=loss)
+               for loss in _floats(args.loss) for sd in _floats(args.jitter_ms)
+               for kind in ("aiortc", "livecoach") for p in _floats(args.prefetch)]
     result: dict[str, Any] = {
         "jitter_table": _table(runs),
         "replay_table": _table(replays),

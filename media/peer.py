@@ -15,6 +15,7 @@ import aiortc.rtcrtpreceiver as _rtcrtpreceiver
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.jitterbuffer import JitterBuffer
 
+from media.jitter import AudioJitterBuffer
 from media.settings import MediaSettings
 
 log = logging.getLogger(__name__)
@@ -23,35 +24,32 @@ _STOCK_JITTER_BUFFER = JitterBuffer
 _audio_prefetch: int = 4  # what audio receivers created from now on will use
 
 
-class _PrefetchJitterBuffer(_STOCK_JITTER_BUFFER):
-    """JitterBuffer whose audio flavour uses the configured prefetch.
-
-    Video buffers (``is_video=True``) keep aiortc's defaults untouched.
-    """
-
-    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
-        if not is_video:
-            prefetch = _audio_prefetch
-        super().__init__(capacity=capacity, prefetch=prefetch, is_video=is_video)
+def _jitter_buffer_for(capacity: int, prefetch: int = 0, is_video: bool = False) -> JitterBuffer:
+    """What aiortc's receiver builds as ``JitterBuffer(...)``: for audio, our ``AudioJitterBuffer``
+    with the configured prefetch (bounded wait and backlog, see media/jitter.py); video buffers
+    keep aiortc's own, untouched."""
+    if is_video:
+        return _STOCK_JITTER_BUFFER(capacity=capacity, prefetch=prefetch, is_video=True)
+    return AudioJitterBuffer(capacity=capacity, prefetch=_audio_prefetch)
 
 
 def set_jitter_prefetch(n: int) -> None:
     """Make every AUDIO receiver created from now on wait for ``n`` packets (stock: 4 ≈ 80 ms).
 
-    Process-wide and idempotent: the class is swapped once, later calls only change the number.
+    Process-wide and idempotent: the factory is swapped once, later calls only change the number.
     Receivers already created keep the value they were built with.
     """
     global _audio_prefetch
     if not 1 <= int(n) <= 16:
         raise ValueError(f"jitter prefetch must be 1..16 packets, got {n!r}")
     _audio_prefetch = int(n)
-    if _rtcrtpreceiver.JitterBuffer is not _PrefetchJitterBuffer:
-        _rtcrtpreceiver.JitterBuffer = _PrefetchJitterBuffer  # type: ignore[misc]  # the pinned patch
+    if _rtcrtpreceiver.JitterBuffer is not _jitter_buffer_for:
+        _rtcrtpreceiver.JitterBuffer = _jitter_buffer_for  # type: ignore[misc,assignment]  # the pinned patch
 
 
 def get_jitter_prefetch() -> int:
     """The audio prefetch new receivers get (4 if never patched)."""
-    return _audio_prefetch if _rtcrtpreceiver.JitterBuffer is _PrefetchJitterBuffer else 4
+    return _audio_prefetch if _rtcrtpreceiver.JitterBuffer is _jitter_buffer_for else 4
 
 
 def _loopback_host_addresses(**_kwargs: Any) -> list[str]:

@@ -16,14 +16,13 @@ class IceServer(BaseModel):
 class MediaSettings(BaseModel):
     # Default none: aiortc's own default adds a public STUN server we cannot reach offline.
     ice_servers: list[IceServer] = Field(default_factory=list)
-    # aiortc's receive jitter buffer waits for this many 20 ms packets before decoding. In aiortc
-    # 1.16 that is pure delay, never slack: each arriving packet releases at most one frame, so
-    # frames leave when packets arrive, N frames behind, and a late packet stalls every N alike.
-    # bench/bench_media.py, one-way at N = 1/2/4 (replay through aiortc's buffer, 120 s each):
-    # loopback 20/40/80 ms (live 22/44/82), 0 underruns (gaps > 60 ms) at each; link 20 ms +
-    # |gauss(0, 10 ms)|: median 66/86/126 ms, 0 underruns at each (live, under CPU load: 65/88/190,
-    # 0/0/12); sd 20 ms: 10 underruns at each N. A larger N only fills the 16-packet buffer sooner
-    # (it drops frames when full). So 1: the lowest delay, no more underruns than 2 or 4.
+    # The receive jitter buffer (media/jitter.py) waits for this many 20 ms packets before
+    # decoding. Each arriving packet releases at most one frame (aiortc 1.16), so a larger N is
+    # pure delay, never slack. bench/bench_media.py replay (120 s, virtual clock), one-way median
+    # at N = 1/2/4: loopback 20/40/80 ms (live 22/44/82), 0 underruns (gaps > 60 ms) at each;
+    # link 20 ms + |gauss(0, 10 ms)|: 66/86/126 ms, 0 underruns at each; with 1 % loss our buffer
+    # keeps 40-75 ms at N=1 where aiortc's stock one drifts to 280-310 ms (one lost packet
+    # stalls it ~320 ms and it never catches up). So 1: the lowest delay, no more underruns.
     jitter_prefetch: int = Field(default=1, ge=1, le=16)
     output_frame_ms: int = Field(default=20, ge=10, le=60)
     output_sample_rate: int = 48_000
