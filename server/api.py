@@ -62,6 +62,7 @@ async def healthz(request: web.Request) -> web.Response:
             "threads": threading.active_count(),
             "thread_kinds": thread_kinds(),
             "tasks": len(asyncio.all_tasks()),
+            "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],  # asyncio | uvloop
             "fds": open_fd_count(),
             "loop_lag_ms": round(state.load.load.loop_lag_ms, 1),
             "cpu_pct": round(state.load.load.cpu_pct, 1),

@@ -8,7 +8,6 @@ folder, a weak production secret) is one line on stderr and an exit code: 2 for 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import logging
 import math
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from server.auth import ROLES, issue_token
+from server.event_loop import EventLoopUnavailable, loop_runner
 from server.settings import (
     DEV_SECRET,
     LOCAL_CONFIG,
@@ -154,6 +154,10 @@ def _serve_command(args: argparse.Namespace) -> int:
     for warning in check_serving_policy(settings, args.allow_remote_dev):
         log.warning(warning)
     check_data_dir(settings.server.data_dir)
+    try:
+        run_loop = loop_runner(settings.server.event_loop)
+    except EventLoopUnavailable as exc:
+        raise ConfigError(str(exc)) from None
     if args.workers > 1:
         return _supervise_workers(args, settings)
     sock = bind_socket(settings.server.host, settings.server.port, reuse_port=args.reuse_port)
@@ -162,7 +166,7 @@ def _serve_command(args: argparse.Namespace) -> int:
     from server.serving import serve
 
     try:
-        asyncio.run(serve(settings, sock, args.process_id))
+        run_loop(serve(settings, sock, args.process_id))
     finally:
         sock.close()
     return 0

@@ -16,7 +16,7 @@ import os
 from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -52,6 +52,9 @@ class ServerSettings(BaseModel):
     secret: str = DEV_SECRET  # HMAC key for join tokens
     token_ttl_s: int = Field(default=4 * 3600, gt=0)
     max_sessions: int = Field(default=15, ge=1)  # per process; beyond it: 503 + Retry-After
+    # "uvloop" runs `livecoach serve` on uvloop (pip install 'livecoach[fast]'); measured in
+    # bench/bench_profile.py --event-loop; the tests run on asyncio's loop.
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
     # Admission by load (server/admission.py): new sessions are refused (503 + Retry-After) while
     # the loop's mean scheduling delay or the process CPU over the window is at/above these; 0 = off.
     admission_max_loop_lag_ms: float = Field(default=200.0, ge=0)
