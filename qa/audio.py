@@ -150,6 +150,21 @@ class Clip:
     offset_ns: int | None = None
     end_ns: int | None = None
 
+    def advance(self, now: int, filled: int, take: int, rate: int) -> bool:
+        """``take`` samples from ``pos`` leave recv() at ``now``, ``filled`` samples into the frame:
+        time the marks they contain; True when the sound is over."""
+        # A mark at the very end (offset == len) is timed with the sound's end below.
+        for name, mark in (("start_ns", 0), ("onset_ns", self.onset), ("offset_ns", self.offset)):
+            if getattr(self, name) is None and self.pos <= mark < self.pos + take:
+                setattr(self, name, now + (filled + mark - self.pos) * 1_000_000_000 // rate)
+        self.pos += take
+        if self.pos < len(self.pcm):
+            return False
+        self.end_ns = now + (filled + take) * 1_000_000_000 // rate
+        if self.offset_ns is None:
+            self.offset_ns = self.end_ns
+        return True
+
 
 class WavFileTrack(PacedAudioSource):
     """Plays queued sounds (WAV files or samples) as paced 20 ms frames, silence in between.
@@ -215,16 +230,9 @@ class WavFileTrack(PacedAudioSource):
             clip = self._clip
             take = min(n - filled, len(clip.pcm) - clip.pos)
             pcm[filled : filled + take] = clip.pcm[clip.pos : clip.pos + take]
-            # A mark at the very end (offset == len) is timed with the sound's end below.
-            for name, mark in (("start_ns", 0), ("onset_ns", clip.onset), ("offset_ns", clip.offset)):
-                if getattr(clip, name) is None and clip.pos <= mark < clip.pos + take:
-                    setattr(clip, name, now + (filled + mark - clip.pos) * 1_000_000_000 // rate)
-            clip.pos += take
+            done = clip.advance(now, filled, take, rate)
             filled += take
-            if clip.pos >= len(clip.pcm):
-                clip.end_ns = now + filled * 1_000_000_000 // rate
-                if clip.offset_ns is None:
-                    clip.offset_ns = clip.end_ns
+            if done:
                 self._clip = None
                 if self.loop:
                     self.play_clip(clip.pcm, clip.onset / rate, clip.offset / rate)
