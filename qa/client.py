@@ -186,8 +186,11 @@ class LivecoachClient:
 
     # ---- media ----------------------------------------------------------------------------------
     async def publish(self, audio: MediaStreamTrack | None = None, video: MediaStreamTrack | None = None,
-                      recv_audio: bool = True, recv_video: bool = False, timeout: float = 10.0) -> dict[str, Any]:
-        """Offer/answer with the server and wait until the peer is connected; returns the answer."""
+                      recv_audio: bool = True, recv_video: bool = False, timeout: float = 10.0,
+                      prepare: Callable[[RTCPeerConnection], None] | None = None) -> dict[str, Any]:
+        """Offer/answer with the server and wait until the peer is connected; returns the answer.
+
+        ``prepare(pc)`` runs once the transceivers exist, before the offer (e.g. qa/rtp_tap.py)."""
         if self.pc is not None:
             raise ClientError("invalid_state", "already published")
         pc = create_peer_connection(self.media)
@@ -199,6 +202,8 @@ class LivecoachClient:
             pc.addTransceiver(audio if audio is not None else "audio", direction=audio_dir)
         if video_dir is not None:
             pc.addTransceiver(video if video is not None else "video", direction=video_dir)
+        if prepare is not None:
+            prepare(pc)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

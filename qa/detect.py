@@ -110,7 +110,10 @@ class ReceivedAudioMonitor:
             self.feed_level(t_ns + start * 1_000_000_000 // sample_rate, level_dbfs(pcm[start : start + win]))
 
     def feed_level(self, arrival_ns: int, dbfs: float) -> None:
-        voiced = dbfs > self.on_dbfs
+        self.feed_voiced(arrival_ns, dbfs > self.on_dbfs)
+
+    def feed_voiced(self, arrival_ns: int, voiced: bool) -> None:
+        """One frame already classified (e.g. by packet size, qa/rtp_tap.py) at its arrival time."""
         if self.first_frame_ns is None:
             self.first_frame_ns = arrival_ns
         self.arrivals.append(arrival_ns)
