@@ -4,6 +4,12 @@
         --prompt en_question.wav --barge-in en_interrupt.wav --slo turn_p95_ms=1500 \
         --json qa.json --html qa.html
 
+As a load generator (~0.5 % of a core per simulated trainee): prompts go out pre-encoded
+(``--send opus``, the default), ``--light`` judges replies from RTP packet sizes instead of
+decoding them, and ``--procs N`` spreads the sessions over N client processes (``--pin 0,1``
+pins them), e.g. ``livecoach qa --url ... --sessions 40 --procs 2 --light --prompt q.wav``.
+Every run reports the generator's CPU per session (% of a core) and its event-loop lag.
+
 Exit codes: 0 ok, 1 an --slo threshold was broken (or nothing could be measured), 2 usage error.
 """
 
@@ -12,14 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from qa.measure import check_slos, detect_speech_span, parse_slo
+from qa.client_procs import parse_cpus, run_procs
 from qa.report import format_summary, write_html
-from qa.runner import QaConfig, run_qa
+from qa.runner import SEND_MODES, QaConfig, run_qa
 
 __all__ = ["main", "build_parser", "run_levels"]
 
@@ -60,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-json", action="append", default=[], metavar="PATH",
                    help="skip measuring: rebuild summary/report/SLO check from earlier --json outputs")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--send", choices=SEND_MODES, default="opus",
+                   help="opus: prompts encoded once, packets replayed (default); pcm: aiortc encodes every frame")
+    light = p.add_mutually_exclusive_group()
+    light.add_argument("--light", action="store_true", default=None,
+                       help="judge replies by RTP packet size, no decoding (default with --procs)")
+    light.add_argument("--decode", dest="light", action="store_false",
+                       help="decode the replies and judge their energy (default without --procs)")
+    p.add_argument("--procs", type=int, default=1, metavar="N", help="client processes sharing the sessions")
+    p.add_argument("--pin", metavar="CPUS", help="pin client processes to these CPUs, round robin (e.g. 0,1 or 2-3)")
     return p
 
 
@@ -75,17 +92,25 @@ def _progress(quiet: bool):
 
 async def run_levels(args: argparse.Namespace, say: Any) -> list[dict[str, Any]]:
     runs = []
+    light = args.light if args.light is not None else args.procs > 1
+    pin = parse_cpus(args.pin) if args.pin else None
     for n in args.sessions:
         cfg = QaConfig(url=args.url.rstrip("/"), sessions=n, turns=args.turns, prompts=args.prompt,
                        scenario=args.scenario, barge_in=args.barge_in, ramp_s=args.ramp, secret=args.secret,
                        lang=args.lang, reply_timeout_s=args.reply_timeout, settle_ms=args.settle_ms,
-                       greet_wait_s=args.greet_wait)
+                       greet_wait_s=args.greet_wait, send=args.send, light=light)
         if args.browser:
             from qa.browser import run_browser_qa  # needs playwright (the [test] extra) only for --browser
 
             runs.append(await run_browser_qa(cfg, say))
+        elif args.procs > 1 or pin:
+            runs.append(await run_procs(cfg, args.procs, pin, args.quiet, say))
         else:
             runs.append(await run_qa(cfg, say))
+        health = runs[-1].get("client_health") or {}
+        say(f"generator: {health.get('cpu_pct_per_session')} % of a core per session "
+            f"(steady {health.get('steady_cpu_pct_per_session')} %), loop lag p99 "
+            f"{health.get('loop_lag_p99_ms')} ms, max {health.get('loop_lag_max_ms')} ms")
     return runs
 
 
@@ -121,6 +146,17 @@ def main(argv: list[str]) -> int:
         return _usage(parser, "--turns must be >= 1")
     if args.ramp < 0:
         return _usage(parser, "--ramp must be >= 0")
+    if args.procs < 1:
+        return _usage(parser, "--procs must be >= 1")
+    if args.pin:
+        try:
+            cpus = parse_cpus(args.pin)
+            if not set(cpus) <= os.sched_getaffinity(0):
+                raise ValueError(f"CPUs {sorted(set(cpus) - os.sched_getaffinity(0))} are not available")
+        except ValueError as exc:
+            return _usage(parser, f"--pin {args.pin}: {exc}")
+    if args.browser and (args.procs > 1 or args.pin or args.light):
+        return _usage(parser, "--procs/--pin/--light drive aiortc clients, not --browser")
     if not args.from_json:
         if not args.url or not args.url.startswith(("http://", "https://")):
             return _usage(parser, "--url http://HOST:PORT is required")

@@ -14,9 +14,11 @@ PALETTE = ("#8da0cb", "#fc8d62", "#66c2a5", "#e78ac3", "#a6d854", "#ffd92f", "#b
 STAGE_COLORS = dict(zip(STAGES, PALETTE))
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, digits: int | None = None) -> str:
     if v is None:
         return "-"
+    if isinstance(v, float) and digits is not None:
+        return f"{v:.{digits}f}"
     if isinstance(v, float):
         return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}"
     return str(v)
@@ -47,6 +49,11 @@ def format_summary(result: dict[str, Any]) -> str:
                          f"{_fmt(st['p99']):>9}{_fmt(st['max']):>9}")
         lines.append(f"underruns (gaps > 60 ms): {s['underruns']}   silence holes: {s['holes']}   "
                      f"packets lost: {s['packets_lost']}")
+        h = run.get("client_health") or {}
+        if h:
+            lines.append(f"generator: {_fmt(h.get('cpu_pct_per_session'), 2)} % of a core per session (steady "
+                         f"{_fmt(h.get('steady_cpu_pct_per_session'), 2)}), {h.get('procs', 1)} process(es), "
+                         f"loop lag p99 {_fmt(h.get('loop_lag_p99_ms'))} ms, max {_fmt(h.get('loop_lag_max_ms'))} ms")
     violations = result.get("slo_violations") or []
     if result.get("slo"):
         lines.append("SLO: " + ("PASS" if not violations else "FAIL"))

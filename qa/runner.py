@@ -3,6 +3,11 @@
 Each session joins its own practice room, plays the prompt WAVs turn by turn on a paced track and
 watches the energy of the audio it receives (perf_counter_ns at recv()). After all sessions end,
 the server's per-turn stage timestamps (GET /api/sessions/{sid}/turns) are joined to each turn.
+
+Cost per simulated trainee: prompts go out as Opus packets encoded once per process
+(qa/opus_track.py, ``send="opus"``, the default; ``"pcm"`` encodes every frame as before), and
+with ``light`` the reply is judged voiced/silent from the RTP packet sizes (qa/rtp_tap.py)
+instead of decoding it. Every run reports the process's CPU per session and its loop lag.
 """
 
 from __future__ import annotations
@@ -24,8 +29,12 @@ from qa.audio import Clip, WavFileTrack, load_wav
 from qa.client import LivecoachClient
 from qa.detect import ReceivedAudioMonitor
 from qa.measure import SpeechSpan, detect_speech_span, ms_between, summarize_run
+from qa.opus_track import EncodedSound, OpusFileTrack, encoded_sound
 from qa.results import SessionResult, TurnResult, join_server_turns
-from qa.server_api import LoopLag, Progress, collect_server_turns, get_token, measure_clock
+from qa.rtp_tap import RtpVoiceTap
+from qa.server_api import CpuMeter, LoopLag, Progress, collect_server_turns, get_token, measure_clock
+
+SEND_MODES = ("opus", "pcm")
 
 # A barge-in stop counts once the reply stays quiet this long (and while we still talk): longer
 # than a pause between the reply's sentences, shorter than any answer to the talk-over.
@@ -50,6 +59,13 @@ class QaConfig:
     max_connecting: int = 8  # handshakes in flight at once (staggering alone may bunch up)
     room_prefix: str = ""
     run_timeout_s: float | None = None
+    send: str = "opus"  # "opus": pre-encoded packets replayed; "pcm": frames encoded by aiortc
+    light: bool = False  # judge the reply from RTP packet sizes, do not decode it
+    run_id: str | None = None  # one id for the shares of a multi-process run
+    indices: list[int] | None = None  # the sessions (of ``sessions``) this process runs; None = all
+
+    def my_indices(self) -> list[int]:
+        return list(range(self.sessions)) if self.indices is None else self.indices
 
     def validate(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -60,6 +76,8 @@ class QaConfig:
             raise ValueError("at least one --prompt WAV is required")
         if self.ramp_s < 0:
             raise ValueError("--ramp must be >= 0")
+        if self.send not in SEND_MODES:
+            raise ValueError(f"send mode {self.send!r}: expected one of {SEND_MODES}")
         for p in self.prompts + ([self.barge_in] if self.barge_in else []):
             detect_speech_span(p)  # raises ValueError with the file's problem
 
@@ -70,15 +88,24 @@ def _is_loopback(url: str) -> bool:
 
 
 _PROMPTS: dict[str, np.ndarray] = {}
+_ENCODING: dict[str, asyncio.Future[EncodedSound]] = {}
 
 
 async def _load_prompt(path: str) -> np.ndarray:
     """48 kHz mono int16 of a prompt, decoded once per file in a worker thread (PyAV)."""
     if path not in _PROMPTS:
-
-
         _PROMPTS[path] = await asyncio.get_running_loop().run_in_executor(None, load_wav, path)
     return _PROMPTS[path]
+
+
+async def _load_encoded(path: str) -> EncodedSound:
+    """A prompt's Opus packets, encoded once per process in a worker thread (every session of the
+    process shares the one encoding, even when they all ask at once)."""
+    loop = asyncio.get_running_loop()
+    fut = _ENCODING.get(path)
+    if fut is None or fut.get_loop() is not loop:  # futures are per loop (one per run level)
+        fut = _ENCODING[path] = loop.run_in_executor(None, encoded_sound, path)
+    return await asyncio.shield(fut)
 
 
 # ---- one session ---------------------------------------------------------------------------------
@@ -95,15 +122,18 @@ class SessionProbe:
         self.result = SessionResult(session=index, room=room, user=f"qa-{run_id}-{index}")
         self.monitor = ReceivedAudioMonitor()
         self.client: LivecoachClient | None = None
-        self.track: WavFileTrack | None = None
+        self.track: WavFileTrack | OpusFileTrack | None = None
+        self.tap = RtpVoiceTap(self.monitor) if cfg.light else None
         self._reader: asyncio.Task[None] | None = None
         self.phase = "starting"  # for error messages: what we were waiting for
+        self.connected = asyncio.Event()
 
     async def run(self, http: aiohttp.ClientSession, connect_gate: asyncio.Semaphore) -> SessionResult:
         try:
             self.phase = "connecting"
             async with connect_gate:
                 await self._connect(http)
+            self.connected.set()
             self.phase = "waiting for the greeting to end"
             await self._settle_greeting()
             for turn in range(self.cfg.turns):
@@ -136,11 +166,12 @@ class SessionProbe:
         joined = await self.client.connect(self.cfg.url, r.token, scenario=self.cfg.scenario)
         r.join_ms = ms_between(time.perf_counter_ns(), t_join)
         r.session_id = (joined or {}).get("session_id") or getattr(self.client, "session_id", None)
-        self.track = WavFileTrack()
-        await self.client.publish(audio=self.track)
+        self.track = OpusFileTrack() if self.cfg.send == "opus" else WavFileTrack()
+        await self.client.publish(audio=self.track, prepare=self.tap.attach_audio if self.tap else None)
         r.connect_ms = ms_between(time.perf_counter_ns(), t_join)
-        remote = await self._remote_audio_track()
-        self._reader = asyncio.create_task(self._read(remote), name=f"qa-read-{self.index}")
+        if self.tap is None:  # the light path is fed by the RTP tap: nothing to decode or read
+            remote = await self._remote_audio_track()
+            self._reader = asyncio.create_task(self._read(remote), name=f"qa-read-{self.index}")
         first = await self.monitor.wait(lambda: self.monitor.first_frame_ns, self.cfg.reply_timeout_s)
         r.first_audio_ms = ms_between(first, t_join)
         self.progress(f"session {self.index}: connected in {r.connect_ms:.0f} ms, first audio after "
@@ -176,9 +207,12 @@ class SessionProbe:
 
     async def _play(self, path: str) -> Clip:
         """Queue a prompt on our track (it starts within one frame)."""
+        span = detect_speech_span(path)
+        if isinstance(self.track, OpusFileTrack):
+            sound = await _load_encoded(path)
+            return self.track.play_sound(sound, span.onset_s, span.offset_s)
         assert self.track is not None
         pcm = await _load_prompt(path)
-        span = detect_speech_span(path)
         return self.track.play_clip(pcm, span.onset_s, span.offset_s)
 
     async def _mark(self, clip: Clip, name: str, timeout_s: float) -> int:
@@ -293,6 +327,8 @@ class SessionProbe:
                       f"after speech end{extra}")
 
     async def _packets_lost(self) -> int | None:
+        if self.tap is not None:
+            return self.tap.lost
         pc = getattr(self.client, "pc", None)
         if pc is None:
             return None
@@ -322,36 +358,47 @@ class SessionProbe:
 
 
 async def run_qa(cfg: QaConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Run one concurrency level; returns the run dict (turns, sessions, summary)."""
+    """Run one concurrency level in this process; returns the run dict (turns, sessions, summary)."""
     cfg.validate()
     say = progress or (lambda _msg: None)
-    run_id = uuid.uuid4().hex[:8]
+    run_id = cfg.run_id or uuid.uuid4().hex[:8]
     started = time.time()
     t0 = time.perf_counter()
     timeout = aiohttp.ClientTimeout(total=15)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         clock = await measure_clock(http, cfg.url)
-        probes = [SessionProbe(cfg, i, run_id, say) for i in range(cfg.sessions)]
+        probes = [SessionProbe(cfg, i, run_id, say) for i in cfg.my_indices()]
         gate = asyncio.Semaphore(cfg.max_connecting)
         stagger = cfg.ramp_s / cfg.sessions if cfg.sessions else 0.0
+        cpu = CpuMeter(len(probes))
 
         async def staggered(p: SessionProbe) -> SessionResult:
             await asyncio.sleep(p.index * stagger)
-            return await p.run(http, gate)
+            try:
+                return await p.run(http, gate)
+            finally:
+                cpu.mark_steady_end()  # the steady window ends when the first session does
+
+        async def all_connected() -> None:
+            await asyncio.gather(*(p.connected.wait() for p in probes))
+            cpu.mark_steady_start()
 
         budget = cfg.run_timeout_s or (cfg.ramp_s + 30 + cfg.turns * (cfg.reply_timeout_s * 3 + 10))
-        say(f"run {run_id}: {cfg.sessions} session(s) x {cfg.turns} turn(s), ramp {cfg.ramp_s:g} s, "
+        say(f"run {run_id}: {len(probes)} session(s) x {cfg.turns} turn(s), ramp {cfg.ramp_s:g} s, "
+            f"send {cfg.send}, receive {'rtp' if cfg.light else 'decode'}, "
             f"clock {'shared' if clock.same_clock else 'offset %.1f ms' % (clock.offset_ns / 1e6)}")
         lag = LoopLag()
         lag.start()
+        cpu.start()
         tasks = [asyncio.create_task(staggered(p), name=f"qa-session-{p.index}") for p in probes]
+        steady = asyncio.create_task(all_connected(), name="qa-steady")
         try:
             done, pending = await asyncio.wait(tasks, timeout=budget)
         finally:
-            for t in tasks:
+            for t in [*tasks, steady]:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            client_health = await lag.stop()
+            await asyncio.gather(*tasks, steady, return_exceptions=True)
+            client_health = {**await lag.stop(), **cpu.stop()}
         results = [p.result for p in probes]
         server_turns = await collect_server_turns(http, cfg.url, results, say)
     join_server_turns(results, server_turns, clock)
@@ -359,14 +406,14 @@ async def run_qa(cfg: QaConfig, progress: Progress | None = None) -> dict[str, A
     sessions = [r.as_dict() for r in results]
     return {
         "run_id": run_id,
-        "concurrency": cfg.sessions,
+        "concurrency": len(probes),
         "turns_per_session": cfg.turns,
         "started_at": started,
         "duration_s": round(time.perf_counter() - t0, 2),
         "config": {"url": cfg.url, "scenario": cfg.scenario, "prompts": cfg.prompts, "barge_in": cfg.barge_in,
-                   "ramp_s": cfg.ramp_s},
+                   "ramp_s": cfg.ramp_s, "send": cfg.send, "receive": "rtp" if cfg.light else "decode"},
         "clock": clock.as_dict(),
-        "client_health": {**client_health, "send_lag_max_ms": max(
+        "client_health": {**client_health, "procs": 1, "send_lag_max_ms": max(
             (r.send_lag_max_ms or 0.0 for r in results), default=None)},
         "session_results": sessions,
         "turns": turns,

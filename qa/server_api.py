@@ -99,3 +99,46 @@ class LoopLag:
         p99 = percentile(self.samples, 99)
         return {"loop_lag_p99_ms": None if p99 is None else round(p99, 1),
                 "loop_lag_max_ms": round(max(self.samples), 1) if self.samples else None}
+
+
+class CpuMeter:
+    """CPU of this client process (every thread: time.process_time) per simulated session, as % of
+    one core, over the whole run and over its steady window (all sessions connected → the first
+    one done: no handshakes, no teardown)."""
+
+    def __init__(self, sessions: int) -> None:
+        self.sessions = max(1, sessions)
+        self._start: tuple[float, float] | None = None
+        self._steady_start: tuple[float, float] | None = None
+        self._steady_end: tuple[float, float] | None = None
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def mark_steady_start(self) -> None:
+        if self._steady_start is None and self._steady_end is None:
+            self._steady_start = self._now()
+
+    def mark_steady_end(self) -> None:
+        if self._steady_start is not None and self._steady_end is None:
+            self._steady_end = self._now()
+
+    def _pct(self, a: tuple[float, float] | None, b: tuple[float, float] | None) -> float | None:
+        if a is None or b is None or b[0] - a[0] < 1.0:
+            return None
+        return round(100 * (b[1] - a[1]) / (b[0] - a[0]) / self.sessions, 3)
+
+    def stop(self) -> dict[str, float | None]:
+        end = self._now()
+        wall, cpu = (end[0] - self._start[0], end[1] - self._start[1]) if self._start else (0.0, 0.0)
+        steady = (self._steady_end[0] - self._steady_start[0]
+                  if self._steady_start is not None and self._steady_end is not None else None)
+        return {"cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
+                "cpu_pct": round(100 * cpu / wall, 1) if wall > 0 else None,
+                "cpu_pct_per_session": self._pct(self._start, end),
+                "steady_s": None if steady is None else round(steady, 1),
+                "steady_cpu_pct_per_session": self._pct(self._steady_start, self._steady_end)}

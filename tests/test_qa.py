@@ -335,3 +335,183 @@ def test_qa_barge_in(live_server: str, fixtures_dir: Path, tmp_path: Path) -> No
     if server is not None:  # joined with the server's interruption record when it is logged
         # The server decided while we were talking (VAD needs speech first), within the SLO.
         assert 0 < server["decision_ms"] < 3_000, server
+
+
+# ---- the light load generator: pre-encoded prompts, packet-size detection, client processes ------
+
+import fractions  # noqa: E402
+import time  # noqa: E402
+
+import aiohttp  # noqa: E402
+from aiortc.codecs.opus import OpusDecoder, OpusEncoder  # noqa: E402
+from aiortc.jitterbuffer import JitterFrame  # noqa: E402
+from av import AudioFrame  # noqa: E402
+
+from qa.audio import OUT_RATE  # noqa: E402
+from qa.client import LivecoachClient  # noqa: E402
+from qa.detect import DEFAULT_ON_DBFS, level_dbfs  # noqa: E402
+from qa.opus_track import EncodedSound, OpusFileTrack, encode_opus, encoded_sound, silent_packet  # noqa: E402
+from qa.client_procs import merge_runs, parse_cpus  # noqa: E402
+from qa.rtp_tap import RtpVoiceTap, opus_voiced  # noqa: E402
+from qa.server_api import get_token  # noqa: E402
+
+
+def test_opus_packet_size_tells_digital_silence_from_sound() -> None:
+    quiet = np.random.default_rng(1).integers(-1, 2, 48000).astype(np.int16)  # ±1 dither, about -90 dBFS
+    assert not any(opus_voiced(p) for p in encode_opus(np.zeros(48000, np.int16)))
+    assert all(opus_voiced(p) for p in encode_opus(np.tile(_tone(), 50)))
+    assert all(opus_voiced(p) for p in encode_opus(quiet)[1:])
+    assert not opus_voiced(silent_packet()) and len(silent_packet()) <= 8
+
+
+def _server_packets(pcm: np.ndarray) -> list[bytes]:
+    """Opus packets as the server's aiortc sender makes them from 20 ms frames of ``pcm``."""
+    enc, out = OpusEncoder(), []
+    for i in range(0, len(pcm) - 959, 960):
+        frame = AudioFrame.from_ndarray(pcm[i : i + 960].reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, i, fractions.Fraction(1, 48000)
+        out += enc.encode(frame)[0]
+    return out
+
+
+def test_rtp_tap_sees_the_edges_the_decoded_energy_sees() -> None:
+    """Tone, silence, a short burst: the encoder sends full-size packets of fading tail after each
+    (about -50 and -90 dBFS) before its 3-byte silence; the tap decodes only those edges."""
+    tone = _tone(510, amp=0.25)
+    pcm = np.concatenate([np.zeros(9600, np.int16), tone, np.zeros(19200, np.int16), tone[:4800],
+                          np.zeros(9600, np.int16)])
+    packets = _server_packets(pcm)
+    decoder = OpusDecoder()
+    reference, light = ReceivedAudioMonitor(hold_ms=20), ReceivedAudioMonitor(hold_ms=20)
+    tap = RtpVoiceTap(light, prefetch=2)
+    levels = []
+    for i, payload in enumerate(packets):
+        levels.append(level_dbfs(decoder.decode(JitterFrame(payload, i * 960))[0].to_ndarray()))
+        tap.on_packet(i, payload, i * 20 * MS)
+    for i, level in enumerate(levels[:-2]):  # what the decoding client hears: frame i when i+2 arrives
+        reference.feed_level((i + 2) * 20 * MS, level)
+    tails = [i for i, p in enumerate(packets) if opus_voiced(p) and levels[i] < DEFAULT_ON_DBFS]
+    assert tails, "no encoder tail: the case this tap handles is gone"
+    assert [(g.onset_ns, g.offset_ns) for g in light.segments] == [(g.onset_ns, g.offset_ns) for g in reference.segments]
+    assert len(light.segments) == 2
+    assert tap.decoded < len(packets) and tap.stats()["lost"] == 0
+
+
+def test_rtp_tap_dates_frames_like_the_jitter_buffer_and_counts_losses() -> None:
+    mon = ReceivedAudioMonitor(hold_ms=20)
+    tap = RtpVoiceTap(mon, prefetch=2)
+    loud = _server_packets(np.concatenate([np.zeros(1920, np.int16), _tone(200, amp=0.25)]))[2:6]
+    quiet = silent_packet()
+    # seq 65534.. wraps; 3 is lost; a duplicate of 4 comes late
+    for seq, payload, t in [(65534, quiet, 1), (65535, loud[0], 2), (0, loud[1], 3), (1, loud[2], 4), (2, quiet, 5),
+                            (4, quiet, 7), (4, loud[3], 8), (5, quiet, 9), (6, quiet, 10)]:
+        tap.on_packet(seq, payload, t * 20 * MS)
+    stats = tap.stats()
+    assert (stats["received"], stats["lost"], stats["late"]) == (8, 1, 1)
+    # a frame is heard when the packet two later arrives: 65535's at t=4, 2's (quiet) at t=9
+    assert mon.voiced == [False, True, True, True, False, False]
+    assert mon.arrivals == [t * 20 * MS for t in (3, 4, 5, 7, 9, 10)]
+    assert mon.segments[0].onset_ns == 4 * 20 * MS and mon.segments[0].offset_ns == 9 * 20 * MS
+
+
+async def test_opus_track_replays_packets_with_rtp_timing_and_marks() -> None:
+    pcm = np.concatenate([np.zeros(9600, np.int16), np.tile(_tone(), 15), np.zeros(9600, np.int16)])
+    sound = EncodedSound(pcm=pcm, packets=encode_opus(pcm))
+    assert len(sound.packets) == len(pcm) // 960
+    track = OpusFileTrack()
+    first = await track.recv()  # idle: the silent packet
+    assert bytes(first) == silent_packet() and first.pts == 0 and first.time_base == fractions.Fraction(1, OUT_RATE)
+    clip = track.play_sound(sound, onset_s=0.2, offset_s=0.5)
+    packer = OpusEncoder()
+    sent: list[tuple[int, int]] = []
+    for _ in range(len(sound.packets) + 2):
+        packet = await track.recv()
+        sent.append((time.perf_counter_ns(), len(bytes(packet))))
+        payloads, timestamp = packer.pack(packet)  # what aiortc's sender does with an av.Packet
+        assert timestamp == 960 * len(sent) and payloads == [bytes(packet)]
+    track.stop()
+    assert [n for _, n in sent[:10]] == [3] * 10 and sent[10][1] > 8 and sent[-1][1] == 3
+    assert clip.onset_ns is not None and clip.offset_ns is not None and clip.end_ns is not None
+    assert abs(clip.onset_ns - sent[10][0]) < 5 * MS  # the packet carrying the onset
+    assert abs(clip.offset_ns - sent[25][0]) < 5 * MS
+    assert track.idle
+
+
+async def test_light_detector_agrees_with_decoding(live_server: str, fixtures_dir: Path) -> None:
+    """One real session: the RTP packet-size detector and the decoded energy see the same edges."""
+    decoded, light = ReceivedAudioMonitor(), ReceivedAudioMonitor()
+    tap = RtpVoiceTap(light, passthrough=True)  # packets still go on to aiortc's decoder
+    client = LivecoachClient(name="qa-cmp")
+    track = OpusFileTrack()
+    async with aiohttp.ClientSession() as http:
+        token = await get_token(http, live_server, None, "qa-cmp-room", "qa-cmp")
+    reader = None
+    try:
+        await client.connect(live_server, token, scenario="skincare-sensitive-en")
+        await client.publish(audio=track, prepare=tap.attach_audio)
+        while client.received_audio is None:
+            await asyncio.sleep(0.02)
+        remote = client.received_audio
+
+        async def read() -> None:
+            while True:
+                frame = await remote.recv()
+                decoded.feed(time.perf_counter_ns(), frame.to_ndarray())
+
+        reader = asyncio.create_task(read())
+        prompt = str(fixtures_dir / "en_question.wav")
+        span = detect_speech_span(prompt)
+        clip = track.play_sound(encoded_sound(prompt), span.onset_s, span.offset_s)
+        await decoded.wait(lambda: clip.offset_ns, 20)
+        await decoded.wait_onset(clip.offset_ns, 15)
+        await decoded.wait_quiet(800, 20)
+        await light.wait_quiet(800, 5)
+    finally:
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        await client.close()
+    edges = [(a.onset_ns, b.onset_ns, a.offset_ns, b.offset_ns) for a, b in zip(decoded.segments, light.segments)]
+    print("decoded − rtp (ms):", [((a - b) / MS, ((c or 0) - (d or 0)) / MS) for a, b, c, d in edges])
+    assert len(decoded.segments) == len(light.segments) >= 2  # greeting + reply
+    for a, b, c, d in edges:
+        assert abs(a - b) < 20 * MS, edges  # onsets: the decoding path only adds its thread hop
+        # offsets: the reply's last packet may hold an inaudible tail (< -45 dBFS) that the packet
+        # size still counts as sound: at most one 20 ms frame later, never earlier
+        assert c is not None and d is not None and -30 * MS < c - d < 10 * MS, edges
+    assert tap.lost == 0 and tap.received > 100
+
+
+def test_qa_light_procs_run(live_server: str, fixtures_dir: Path, tmp_path: Path) -> None:
+    """Pre-encoded prompts, packet-size replies, two client processes: replies heard and measured
+    like the normal path, one merged run, the generator's CPU and lag reported."""
+    out_json = tmp_path / "light.json"
+    rc = qa_main(["--url", live_server, "--sessions", "2", "--procs", "2", "--turns", "1", "--prompt",
+                  str(fixtures_dir / "en_question.wav"), "--scenario", "skincare-sensitive-en", "--quiet",
+                  "--json", str(out_json), "--reply-timeout", "10"])
+    run = json.loads(out_json.read_text())["runs"][0]
+    assert rc == 0, run["session_results"]
+    assert run["config"]["send"] == "opus" and run["config"]["receive"] == "rtp"
+    assert run["concurrency"] == 2 and [s["session"] for s in run["session_results"]] == [0, 1]
+    assert all(s["error"] is None and s["packets_lost"] == 0 for s in run["session_results"])
+    for t in run["turns"]:
+        assert t["error"] is None, t
+        assert STT_S * 1000 + LLM_S * 1000 + TTS_S * 1000 < t["latency_ms"] < 60_000, t
+        assert t["server"] is not None and t["latency_ms"] > t["server_sum_ms"] > 0
+        assert sum(t["stages_ms"].values()) == pytest.approx(t["latency_ms"], abs=1.0)
+    health = run["client_health"]
+    assert health["procs"] == 2 and len(health["per_process"]) == 2 and not health["process_errors"]
+    assert 0 < health["cpu_pct_per_session"] < 100 and health["loop_lag_p99_ms"] is not None
+
+
+def test_merge_runs_and_cpu_lists() -> None:
+    assert parse_cpus("0-2,5") == [0, 1, 2, 5]
+    with pytest.raises(ValueError):
+        parse_cpus("3-1")
+    part = {"concurrency": 1, "turns_per_session": 1, "started_at": 1.0, "duration_s": 2.0, "config": {},
+            "clock": {}, "turns": [], "session_results": [],
+            "client_health": {"cpu_s": 0.6, "wall_s": 60.0, "loop_lag_p99_ms": 2.0, "steady_cpu_pct_per_session": 0.4}}
+    merged = merge_runs([part, {**part, "client_health": {**part["client_health"], "loop_lag_p99_ms": 5.0}}], 2, "r")
+    h = merged["client_health"]
+    assert h["cpu_pct_per_session"] == pytest.approx(1.0) and h["loop_lag_p99_ms"] == 5.0
+    assert h["steady_cpu_pct_per_session"] == pytest.approx(0.4) and merged["concurrency"] == 2
