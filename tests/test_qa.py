@@ -271,7 +271,7 @@ def live_server(tmp_path_factory):
 def test_qa_run_two_sessions(live_server: str, fixtures_dir: Path, tmp_path: Path, capsys) -> None:
     out_json, out_html = tmp_path / "qa.json", Path(os.environ.get("QA_TEST_HTML", tmp_path / "qa.html"))
     prompt = str(fixtures_dir / "en_question.wav")
-    rc = qa_main(["--url", live_server, "--sessions", "2", "--turns", "2", "--prompt", prompt,
+    rc = qa_main(["--url", live_server, "--sessions", "2", "--turns", "2", "--prompt", prompt, "--send", "pcm",
                   "--scenario", "skincare-sensitive-en", "--ramp", "0.5", "--slo", "turn_p95_ms=1",
                   "--json", str(out_json), "--html", str(out_html), "--reply-timeout", "10"])
     captured = capsys.readouterr()
@@ -480,6 +480,28 @@ async def test_light_detector_agrees_with_decoding(live_server: str, fixtures_di
         # size still counts as sound: at most one 20 ms frame later, never earlier
         assert c is not None and d is not None and -30 * MS < c - d < 10 * MS, edges
     assert tap.lost == 0 and tap.received > 100
+
+
+def test_qa_preencoded_light_run(live_server: str, fixtures_dir: Path, tmp_path: Path) -> None:
+    """One session, one turn, prompts pre-encoded and replies judged by packet size: a reply is
+    heard and measured like the normal path (joined with the server's stages)."""
+    out_json = tmp_path / "one.json"
+    rc = qa_main(["--url", live_server, "--sessions", "1", "--turns", "1", "--light", "--prompt",
+                  str(fixtures_dir / "en_question.wav"), "--scenario", "skincare-sensitive-en", "--quiet",
+                  "--json", str(out_json), "--reply-timeout", "10"])
+    run = json.loads(out_json.read_text())["runs"][0]
+    assert rc == 0, run["session_results"]
+    assert run["config"]["send"] == "opus" and run["config"]["receive"] == "rtp"
+    (turn,), (session,) = run["turns"], run["session_results"]
+    assert turn["error"] is None and session["error"] is None and session["greeting"], (turn, session)
+    assert STT_S * 1000 + LLM_S * 1000 + TTS_S * 1000 < turn["latency_ms"] < 60_000, turn
+    assert turn["server"] is not None and turn["latency_ms"] > turn["server_sum_ms"] > 0
+    stages = turn["stages_ms"]
+    assert sum(stages.values()) == pytest.approx(turn["latency_ms"], abs=1.0)
+    assert stages["uplink"] > 0 and stages["transport"] > 0 and stages["llm"] >= LLM_S * 1000 * 0.9
+    assert turn["frames"] > 50 and turn["holes"] == 0 and session["packets_lost"] == 0
+    health = run["client_health"]
+    assert health["procs"] == 1 and 0 < health["cpu_pct_per_session"] < 100 and health["loop_lag_p99_ms"] is not None
 
 
 def test_qa_light_procs_run(live_server: str, fixtures_dir: Path, tmp_path: Path) -> None:
