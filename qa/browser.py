@@ -21,9 +21,9 @@ from typing import Any
 
 import aiohttp
 
+from qa.config import QaConfig
 from qa.measure import ClockAlignment, ms_between, summarize_run
 from qa.results import SessionResult, TurnResult, join_server_turns
-from qa.runner import QaConfig
 from qa.server_api import Progress, collect_server_turns, get_token, measure_clock
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

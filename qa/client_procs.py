@@ -20,8 +20,9 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from qa.config import QaConfig
 from qa.measure import summarize_run
-from qa.runner import QaConfig, run_qa
+from qa.runner import run_qa
 from qa.server_api import Progress
 
 CHILD_GRACE_S = 30.0  # past the run budget, before a child is terminated

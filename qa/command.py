@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qa.measure import check_slos, detect_speech_span, parse_slo
 from qa.client_procs import parse_cpus, run_procs
+from qa.config import SEND_MODES, QaConfig
+from qa.measure import check_slos, detect_speech_span, parse_slo
 from qa.report import format_summary, write_html
-from qa.runner import SEND_MODES, QaConfig, run_qa
+from qa.runner import run_qa
 
 __all__ = ["main", "build_parser", "run_levels"]
 
