@@ -349,9 +349,9 @@ from av import AudioFrame  # noqa: E402
 
 from qa.audio import OUT_RATE  # noqa: E402
 from qa.client import LivecoachClient  # noqa: E402
+from qa.client_procs import merge_runs, parse_cpus  # noqa: E402
 from qa.detect import DEFAULT_ON_DBFS, level_dbfs  # noqa: E402
 from qa.opus_track import EncodedSound, OpusFileTrack, encode_opus, encoded_sound, silent_packet  # noqa: E402
-from qa.client_procs import merge_runs, parse_cpus  # noqa: E402
 from qa.rtp_tap import RtpVoiceTap, opus_voiced  # noqa: E402
 from qa.server_api import get_token  # noqa: E402
 
@@ -474,11 +474,12 @@ async def test_light_detector_agrees_with_decoding(live_server: str, fixtures_di
     edges = [(a.onset_ns, b.onset_ns, a.offset_ns, b.offset_ns) for a, b in zip(decoded.segments, light.segments)]
     print("decoded − rtp (ms):", [((a - b) / MS, ((c or 0) - (d or 0)) / MS) for a, b, c, d in edges])
     assert len(decoded.segments) == len(light.segments) >= 2  # greeting + reply
+    # The same edges: the decoding path is later only by its decoder-thread hop (a few ms, more
+    # on a loaded machine); the packet path is never a frame late (the encoder's fading tail
+    # after a reply is decoded at the edge, not counted as sound by its size).
     for a, b, c, d in edges:
-        assert abs(a - b) < 20 * MS, edges  # onsets: the decoding path only adds its thread hop
-        # offsets: the reply's last packet may hold an inaudible tail (< -45 dBFS) that the packet
-        # size still counts as sound: at most one 20 ms frame later, never earlier
-        assert c is not None and d is not None and -30 * MS < c - d < 10 * MS, edges
+        assert c is not None and d is not None, edges
+        assert -10 * MS < a - b < 60 * MS and -10 * MS < c - d < 60 * MS, edges
     assert tap.lost == 0 and tap.received > 100
 
 
