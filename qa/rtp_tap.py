@@ -17,9 +17,10 @@ tests/test_qa.py checks both detectors see the same onsets and offsets on a real
 before aiortc's jitter buffer and decoder thread; without ``passthrough`` the packet goes no
 further: no jitter buffer, no Opus decode, no thread hop and no frame objects per 20 ms, and no
 RTCP receiver reports (the server does not use a trainee's). A packet's frame is dated when
-aiortc's jitter buffer would release it to the decoder: on the arrival of the packet
-``prefetch`` sequence numbers later (media/peer.py sets the prefetch), so onsets and offsets
-land where the decoding client hears them.
+the receive jitter buffer (media/jitter.py, installed by media/peer.py with its prefetch) would
+release it to the decoder on an in-order stream: on the arrival of the packet ``prefetch``
+sequence numbers later, so onsets and offsets land where the decoding client hears them (after
+a lost packet this tap does not wait the buffer's ``late_packets`` for it).
 """
 
 from __future__ import annotations
