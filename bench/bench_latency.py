@@ -66,6 +66,7 @@ sys.path.insert(0, sys.argv[1])
 from aiohttp import web
 import server.practice as practice
 from server.app import make_app
+from server.event_loop import loop_runner
 from server.settings import load_settings
 
 async def main(port):
@@ -82,7 +83,7 @@ async def main(port):
     await stop.wait()
     await runner.cleanup()
 
-asyncio.run(main(int(sys.argv[2])))
+loop_runner(load_settings().server.event_loop)(main(int(sys.argv[2])))
 """
 
 

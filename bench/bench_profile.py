@@ -94,7 +94,7 @@ def start_clients(n: int, url: str, out_dir: str, spare: set[int] | None) -> lis
         out = os.path.join(out_dir, f"n{n}-c{i}.json")
         argv = ["--url", url, "--sessions", str(k), "--turns", "50", "--prompt", str(FIXTURES / "en_question.wav"),
                 "--scenario", "skincare-sensitive-en", "--ramp", str(min(5.0, 0.2 * k)), "--json", out,
-                "--quiet", "--reply-timeout", "10"]
+                "--quiet", "--reply-timeout", "20", "--light"]  # the cheap generator: more CPU left to the server
         clients.append(subprocess.Popen([*LIVECOACH, "qa", *argv], cwd=ROOT, preexec_fn=pin(spare),
                                         stdout=subprocess.DEVNULL, stderr=open(out + ".log", "w")))
     return clients
@@ -158,7 +158,9 @@ def main() -> int:
     ap.add_argument("--levels", default="1,10,20")
     ap.add_argument("--profile-at", type=int, default=10)
     ap.add_argument("--window", type=float, default=20.0, help="steady window per level, seconds")
+    ap.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio", help="the server's loop")
     args = ap.parse_args()
+    os.environ["LIVECOACH_SERVER__EVENT_LOOP"] = args.event_loop  # the workers inherit it
     if shutil.which("py-spy") is None:
         print("bench_profile: py-spy is not installed (pip install py-spy)", file=sys.stderr)
         return 2
@@ -196,7 +198,7 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             fake.kill()
             fake.wait()
-    print(json.dumps({"bench": "profile", "pinned": two_cores, "levels": results,
+    print(json.dumps({"bench": "profile", "pinned": two_cores, "event_loop": args.event_loop, "levels": results,
                       "note": "server pinned to CPU 0, clients + fake provider to CPU 1; shared machine"},
                      indent=1))
     return 0
