@@ -5,7 +5,6 @@ one-line config error."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 from qa.command import main as qa_main
 from server.event_loop import EventLoopUnavailable, loop_runner
+from tests.server_env import serve_env
 from tests.test_workers import free_port, provider  # noqa: F401 - the fake provider fixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _serve(tmp_path: Path, event_loop: str, provider_url: str | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOACH_") and k != "REDIS_URL"}
-    env.update({"PYTHONPATH": str(ROOT), "LIVECOACH_SERVER__EVENT_LOOP": event_loop,
+    env = serve_env()
+    env.update({"LIVECOACH_SERVER__EVENT_LOOP": event_loop,
                 "LIVECOACH_SERVER__DATA_DIR": str(tmp_path / "data"),
                 "LIVECOACH_MEDIA__ICE_LOOPBACK_ONLY": "true", "LIVECOACH_MEDIA__RECORD_AUDIO": "false"})
     if provider_url:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from server.auth import issue_token
 from server.recovery import finalize_orphaned_sessions
 from server.store.memory import MemoryStore
 from tests.fakes.openai_server import FakeOpenAI
+from tests.server_env import serve_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "recovery-test-secret-0123456789abcdefghij"
@@ -84,8 +84,7 @@ def free_port() -> int:
 
 
 def serve(data: Path, port: int, fake_url: str) -> subprocess.Popen[str]:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LIVECOACH_") and k != "REDIS_URL"},
-           "PYTHONPATH": str(ROOT), "LIVECOACH_SERVER__DATA_DIR": str(data),
+    env = {**serve_env(), "LIVECOACH_SERVER__DATA_DIR": str(data),
            "LIVECOACH_SERVER__SECRET": SECRET, "LIVECOACH_MEDIA__ICE_LOOPBACK_ONLY": "true",
            "LIVECOACH_COACH__GREET": "false", "LIVECOACH_COACH__PROVIDERS__STT": "openai",
            "LIVECOACH_COACH__PROVIDERS__LLM": "openai", "LIVECOACH_COACH__PROVIDERS__TTS": "openai",

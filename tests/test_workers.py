@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from qa.command import main as qa_main
+from tests.server_env import serve_env
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.redis
@@ -61,8 +62,8 @@ class Workers:
     def __init__(self, tmp_path: Path, redis_url: str, provider_url: str | None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOACH_")}
-        env.update({"PYTHONPATH": str(ROOT), "REDIS_URL": redis_url,
+        env = serve_env()
+        env.update({"REDIS_URL": redis_url,
                     "LIVECOACH_SERVER__DATA_DIR": str(tmp_path / "data"),
                     "LIVECOACH_MEDIA__ICE_LOOPBACK_ONLY": "true", "LIVECOACH_MEDIA__RECORD_AUDIO": "false"})
         if provider_url:
