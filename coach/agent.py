@@ -226,7 +226,8 @@ class CustomerAgent:
                        p_complete=None if p is None else round(p, 3))
         complete = (error is None and bool(text) and self._smart is not None
                     and tp.turn_complete(text, p, self.language, self._threshold))
-        if not complete and text and error is None and self.turn_taking.speculative_llm:
+        if (not complete and text and error is None and self.turn_taking.speculative_llm
+                and tp.text_verdict(text, self.language) is tp.Verdict.UNKNOWN):  # "...made for": talks on
             self._spec.prefetch(spec, self.providers.llm, self._messages() + [ChatMessage("user", text)],
                                 self.language)
         self._dispatch(tp.Speculated(spec.seq, complete))

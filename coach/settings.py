@@ -27,9 +27,10 @@ class TurnTakingSettings(BaseModel):
     # high: on our espeak Mandarin the model scored a mid-sentence pause 0.89 (ends 0.75-0.96),
     # so Chinese turns rely on the transcript (final 吗/呢/？) or the maximum silence.
     threshold: dict[str, float] = Field(default_factory=lambda: {"en": 0.5, "zh": 0.97})
-    # When the words at a pause do not end the turn, ask the LLM already (coach/llm_prefetch.py):
-    # a turn that then ends by the maximum silence has its answer started. A trainee who talks on
-    # wastes that call (counted in /metrics); with a paid API, turn it off to save the calls.
+    # When neither the words nor smart-turn end the turn at a pause, ask the LLM already
+    # (coach/llm_prefetch.py): a turn that then ends by the maximum silence has its answer
+    # started. Not when the words dangle ("made for"): the trainee nearly always talks on. A
+    # trainee who talks on wastes the call (counted in /metrics); with a paid API, turn it off.
     speculative_llm: bool = True
 
 

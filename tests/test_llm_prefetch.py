@@ -65,12 +65,18 @@ async def test_a_failed_early_request_fails_the_reply_like_a_live_one() -> None:
             await _read(ReplyLLM(llm, prefetch).stream_reply(list(ASKED), "en"))
 
 
-async def test_agent_asks_at_the_pause_and_the_silent_end_uses_that_answer(fixtures_dir: Path) -> None:
-    """Words that do not end the turn ("...made for"): the LLM is asked at the pause; the turn ends
-    by the maximum silence and the reply is that early answer (one chat request, made before the
-    end-of-turn decision)."""
-    async with FakeOpenAI(REPLY, stt_text="So this cream is made for") as fake:
-        async with Harness(fake) as h:
+def _undecided(h: Harness) -> Harness:
+    """Smart-turn never sure enough: a pause whose words do not decide waits for the maximum silence."""
+    h.settings.turn_taking.threshold = {"en": 1.0}
+    return h
+
+
+async def test_agent_asks_at_an_undecided_pause_and_the_silent_end_uses_that_answer(fixtures_dir: Path) -> None:
+    """Words that do not decide ("...sensitive skin" with no punctuation) and a model that is not
+    sure: the LLM is asked at the pause; the turn ends by the maximum silence and the reply is
+    that early answer (no chat request after the end-of-turn decision)."""
+    async with FakeOpenAI(REPLY, stt_text="So this cream is great for sensitive skin") as fake:
+        async with _undecided(Harness(fake)) as h:
             await h.feed(speech(fixtures_dir, "en_question.wav"))
             await h.wait_for(lambda: len(h.agent.turns) == 1, timeout=15)
     t = h.agent.turns[0]
@@ -84,10 +90,14 @@ async def test_agent_asks_at_the_pause_and_the_silent_end_uses_that_answer(fixtu
     assert h.agent.stats["speculative_llm_calls"] - h.agent.stats["wasted_llm_calls"] == 1
 
 
-async def test_agent_without_speculative_llm_asks_only_after_the_decision(fixtures_dir: Path) -> None:
-    async with FakeOpenAI(REPLY, stt_text="So this cream is made for") as fake:
-        h = Harness(fake)
-        h.settings.turn_taking.speculative_llm = False
+@pytest.mark.parametrize("said", ["So this cream is made for", "So this cream is great for sensitive skin"])
+async def test_agent_asks_only_after_the_decision_when_words_dangle_or_prefetch_is_off(
+        fixtures_dir: Path, said: str) -> None:
+    """Dangling words ("made for"): the trainee nearly always goes on, so no early call; and with
+    speculative_llm off, never one."""
+    async with FakeOpenAI(REPLY, stt_text=said) as fake:
+        h = _undecided(Harness(fake))
+        h.settings.turn_taking.speculative_llm = said.endswith("for")  # on for the dangling case
         async with h:
             await h.feed(speech(fixtures_dir, "en_question.wav"))
             await h.wait_for(lambda: len(h.agent.turns) == 1, timeout=15)

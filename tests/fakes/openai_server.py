@@ -115,6 +115,13 @@ class FakeOpenAI:
             return self._error(503, "released")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
+        try:
+            return await self._stream_chat(request, resp, body)
+        except ConnectionResetError:  # the client stopped reading (a cancelled request): as a real API
+            return resp
+
+    async def _stream_chat(self, request: web.Request, resp: web.StreamResponse,
+                           body: dict[str, Any]) -> web.StreamResponse:
         await asyncio.sleep(self.first_token_delay_s)
         pieces = [self.reply[i : i + self.chunk_chars] for i in range(0, len(self.reply), self.chunk_chars)]
         for n, piece in enumerate(pieces):
