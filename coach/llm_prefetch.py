@@ -1,9 +1,10 @@
 """The customer's answer asked for at the trainee's pause, before the turn is confirmed.
 
 When neither the words nor smart-turn end the turn at a pause (the turn waits for more speech or
-the maximum silence) and the words do not dangle ("made for"), the LLM is asked already. A commit that sends the very same
-conversation replays what it streamed, so the model's first token overlaps the wait for the
-turn; a trainee who talks on cancels it (a wasted call, counted: with a paid API it costs).
+the maximum silence) and the words do not dangle ("made for"), the LLM is asked already. A
+commit that sends the very same conversation replays what it streamed, so the model's first
+token overlaps the wait for the turn; a trainee who talks on cancels it (a wasted call, counted:
+with a paid API it costs).
 """
 
 from __future__ import annotations
