@@ -245,6 +245,26 @@ def _record(sid: str, user: str, started_at: float, **extra: Any) -> dict[str, A
     return {"session_id": sid, "user": user, "room": "room-" + sid, "kind": "practice", "started_at": started_at, **extra}
 
 
+async def test_listing_while_records_are_replaced_lists_each_once(backend: Backend) -> None:
+    """A session's record is replaced (live -> ended) while someone lists the sessions: the list
+    never shows it twice (seen: a live and an ended row of one session on the sessions page)."""
+    s = backend.store
+    for i in range(90):  # more than one fetch chunk (aiosqlite iterates 64 rows at a time)
+        await s.save_session(_record(f"s{i:02d}", "ann", 100.0 + i))
+
+    async def churn() -> None:
+        for k in range(600):
+            # the newest session (the first row a listing reads) ends, again and again
+            await s.save_session(_record("s89", "ann", 189.0, status=f"v{k}"))
+
+    async def listing() -> None:
+        for _ in range(150):
+            ids = [r["session_id"] for r in await s.list_sessions()]
+            assert sorted(ids) == [f"s{i:02d}" for i in range(90)], ids
+
+    await asyncio.gather(churn(), listing(), listing())
+
+
 async def test_sessions_save_get_list(backend: Backend) -> None:
     s = backend.store
     await s.save_session(_record("s1", "ann", 100.0, score=0.5))

@@ -79,8 +79,9 @@ class SqliteRecords:
             params: tuple[Any, ...] = (session_id, *types)
         else:
             sql, params = "SELECT data FROM events WHERE session_id = ? ORDER BY id", (session_id,)
-        async with db.execute(sql, params) as cursor:
-            return [json.loads(row[0]) async for row in cursor]
+        # All rows in one step: a cursor read in chunks lets a write on this connection (a
+        # record replaced as its session ends) land mid-read, and the row came back twice.
+        return [json.loads(row[0]) for row in await db.execute_fetchall(sql, params)]
 
     async def save_session(self, record: dict[str, Any]) -> None:
         session_id, user, started_at = check_session(record)
@@ -108,8 +109,9 @@ class SqliteRecords:
             sql, params = f"SELECT data FROM sessions {order}", (limit,)
         else:
             sql, params = f"SELECT data FROM sessions WHERE user = ? {order}", (user, limit)
-        async with db.execute(sql, params) as cursor:
-            return [json.loads(row[0]) async for row in cursor]
+        # All rows in one step: a cursor read in chunks lets a write on this connection (a
+        # record replaced as its session ends) land mid-read, and the row came back twice.
+        return [json.loads(row[0]) for row in await db.execute_fetchall(sql, params)]
 
     async def close(self) -> None:
         db, self._db = self._db, None
