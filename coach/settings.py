@@ -65,6 +65,9 @@ class WhisperSettings(BaseModel):
     # cream"; beam 2 gets it right for +2 % decode time (beam 5: +40 %).
     beam_size: int = Field(default=2, ge=1)
     max_new_tokens: int = Field(default=96, ge=8)
+    # Encode a short turn on a window its size (10/15/20/25 s) instead of whisper's 30 s: the
+    # encoder's cost follows the window (coach/providers/whisper_window.py; ~3-4x faster).
+    fit_window: bool = True
 
 
 class EspeakSettings(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -258,3 +259,24 @@ async def test_whisper_bad_input_busy_and_short_audio():
     assert isinstance(results[0], str)
     assert isinstance(results[1], ProviderError) and "busy" in str(results[1])
     assert pending_jobs() == 0
+
+
+@pytest.mark.slow
+async def test_whisper_fits_the_window_to_a_short_turn_and_keeps_30s_windows_for_a_long_one(
+        fixtures_dir: Path) -> None:
+    """A 3 s question is encoded on a 10 s window (same words as the 30 s one); a 25 s pitch goes
+    through faster-whisper's 30 s windows and comes back complete."""
+    pcm, sr = read_wav(fixtures_dir / "en_question.wav")
+    fitted, full = WhisperSTT(), WhisperSTT(WhisperSettings(fit_window=False))
+    short = await fitted.transcribe(vad_cut(pcm, sr), sr, "en")
+    assert fitted.last_stats["window_s"] == 10
+    reference = await full.transcribe(vad_cut(pcm, sr), sr, "en")
+    assert full.last_stats["window_s"] == 30
+    assert wer(EN_QUESTION, short) <= 0.15 and wer(reference, short) <= 0.15, (short, reference)
+    pcm, sr = read_wav(fixtures_dir / "en_monologue.wav")
+    text = await fitted.transcribe(vad_cut(pcm, sr), sr, "en")
+    assert fitted.last_stats["window_s"] == 30
+    # complete (the token cap follows the audio): the last words are there; espeak's voice and
+    # "I am" -> "I'm" cost a few words of WER
+    assert text.rstrip(".").endswith("before the stock runs out"), text
+    assert wer(json.loads((fixtures_dir / "manifest.json").read_text())["en_monologue.wav"]["text"], text) <= 0.15, text

@@ -25,6 +25,7 @@ import numpy as np
 
 from coach.contracts import COACH_SAMPLE_RATE, ProviderError
 from coach.providers.model_cache import ensure_whisper_model
+from coach.providers.whisper_window import decode_in_window, window_for
 from coach.settings import WhisperSettings
 
 DEFAULT_MAX_PENDING = 4
@@ -183,18 +184,14 @@ class WhisperSTT:
             return ""
         model = _load_model(self.settings)
         t2 = time.perf_counter_ns()
+        window = window_for(audio.size / COACH_SAMPLE_RATE) if self.settings.fit_window else None
+        cap = token_cap(audio.size / COACH_SAMPLE_RATE, language, self.settings.max_new_tokens)
         try:
-            segments, _info = model.transcribe(
-                audio,
-                language=language,
-                beam_size=self.settings.beam_size,
-                temperature=0.0,
-                without_timestamps=True,
-                max_new_tokens=token_cap(audio.size / COACH_SAMPLE_RATE, language, self.settings.max_new_tokens),
-                condition_on_previous_text=False,
-                vad_filter=False,
-            )
-            text = "".join(segment.text for segment in segments).strip()
+            if window is not None:
+                text = decode_in_window(model, audio, language=language, beam_size=self.settings.beam_size,
+                                        max_new_tokens=cap, window_s=window)
+            else:
+                text = self._decode_30s(model, audio, language, cap)
         except ProviderError:
             raise
         except Exception as exc:  # e.g. ValueError for an unknown language code
@@ -205,5 +202,20 @@ class WhisperSTT:
             "resample_ms": (t1 - t0) / 1e6,
             "load_ms": (t2 - t1) / 1e6,
             "decode_ms": (t3 - t2) / 1e6,
+            "window_s": float(window or 30),
         }
         return text
+
+    def _decode_30s(self, model: Any, audio: np.ndarray, language: str, cap: int) -> str:
+        """faster-whisper's own loop: sliding 30 s windows (long turns)."""
+        segments, _info = model.transcribe(
+            audio,
+            language=language,
+            beam_size=self.settings.beam_size,
+            temperature=0.0,
+            without_timestamps=True,
+            max_new_tokens=cap,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        return "".join(segment.text for segment in segments).strip()
