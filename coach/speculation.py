@@ -50,10 +50,12 @@ class Speculation:
     llm: LlmPrefetch | None = None  # the answer, asked for when the words did not end the turn
 
 
-# Smart-turn costs ~25-100 ms of CPU a call, and most turns are decided by their words (a final
-# "?", 吗/呢): STT gets this long to decide alone before the model runs beside it. A slow STT
-# (whisper) still has the model's answer ready when its transcript comes; a fast one saves the call.
-SMART_GRACE_S = 0.03
+# Smart-turn costs ~25-100 ms of CPU a call (a quarter of a live session's server CPU when it ran
+# at every pause, bench_profile), and most turns are decided by their words (a final "?", 吗/呢):
+# by default the model runs only after the transcript, and only when the words did not decide.
+# That costs an undecided turn the model's time after STT; a grace (seconds) runs it beside a
+# slower STT instead.
+SMART_GRACE_S: float | None = None
 
 
 async def _transcribe(stt: Any, audio: np.ndarray, sample_rate: int, language: str) -> tuple[str, str | None]:
@@ -64,14 +66,14 @@ async def _transcribe(stt: Any, audio: np.ndarray, sample_rate: int, language: s
 
 
 async def judge(audio: np.ndarray, *, stt: Any, smart: SmartTurn | None, language: str,
-                sample_rate: int, smart_grace_s: float = SMART_GRACE_S) -> Judgement:
+                sample_rate: int, smart_grace_s: float | None = SMART_GRACE_S) -> Judgement:
     """Transcript + smart-turn P(complete) of the utterance so far (the model only when the words
-    do not decide; beside STT when STT is slow)."""
+    do not decide; with a grace, beside an STT slower than the grace)."""
     stt_task = asyncio.ensure_future(_transcribe(stt, audio, sample_rate, language))
     p_future: asyncio.Future[float] | None = None
     try:
         if smart is not None:
-            done, _ = await asyncio.wait({stt_task}, timeout=smart_grace_s)
+            done, _ = await asyncio.wait({stt_task}, timeout=smart_grace_s)  # None: until STT is done
             if not done or tp.text_verdict(stt_task.result()[0], language) is tp.Verdict.UNKNOWN:
                 p_future = asyncio.get_running_loop().run_in_executor(smart_executor(), smart.probability, audio)
         text, error = await stt_task

@@ -75,13 +75,13 @@ class CountingSmartTurn(SmartTurn):
 
 
 @pytest.mark.parametrize(("said", "grace_s", "model_runs", "has_p"), [
-    ("Does this suit sensitive skin?", 30.0, False, False),  # the words decide: no model call
-    ("So this cream is great for sensitive skin", 30.0, True, True),  # undecided words: the model decides
+    ("Does this suit sensitive skin?", None, False, False),  # the words decide: no model call
+    ("So this cream is great for sensitive skin", None, True, True),  # undecided words: the model decides
     # slow STT: the model was started beside it (it may not have begun) and its answer is unused
     ("Does this suit sensitive skin?", 0.0, None, False),
 ])
 async def test_judge_asks_the_model_only_when_the_words_do_not_decide(
-        fixtures_dir: Path, said: str, grace_s: float, model_runs: bool | None, has_p: bool) -> None:
+        fixtures_dir: Path, said: str, grace_s: float | None, model_runs: bool | None, has_p: bool) -> None:
     path = smart_turn.smart_turn_model_path()
     assert path is not None, "pip install --no-deps pipecat-ai==1.14.0 (README)"
     model = CountingSmartTurn(path)

@@ -150,7 +150,10 @@ class FakeOpenAI:
         return resp
 
     async def _transcribe(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ConnectionResetError:  # the client gave up the upload (a dropped speculation)
+            return web.Response(status=499)
         f = form.get("file")
         size = len(f.file.read()) if hasattr(f, "file") else 0  # type: ignore[union-attr]
         self.stt_audio_sizes.append(size)
