@@ -29,8 +29,15 @@ EN_PRICE_RETURNS = "How much is it today, and can I return it if it does not wor
 # ---- helpers ----------------------------------------------------------------------------
 
 
+# Contractions count as their spelled-out words, as WER normalizers do (whisper writes "I'm"
+# for a spoken "I am").
+_CONTRACTIONS = {"i'm": "i am", "it's": "it is", "you're": "you are", "we're": "we are", "don't": "do not",
+                 "doesn't": "does not", "can't": "cannot", "won't": "will not", "that's": "that is"}
+
+
 def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+    spelled = [_CONTRACTIONS.get(w, w) for w in re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()]
+    return " ".join(spelled).split()
 
 
 def wer(ref: str, hyp: str) -> float:
@@ -276,7 +283,6 @@ async def test_whisper_fits_the_window_to_a_short_turn_and_keeps_30s_windows_for
     pcm, sr = read_wav(fixtures_dir / "en_monologue.wav")
     text = await fitted.transcribe(vad_cut(pcm, sr), sr, "en")
     assert fitted.last_stats["window_s"] == 30
-    # complete (the token cap follows the audio): the last words are there; espeak's voice and
-    # "I am" -> "I'm" cost a few words of WER
+    # complete (the token cap follows the audio): the last words are there
     assert text.rstrip(".").endswith("before the stock runs out"), text
-    assert wer(json.loads((fixtures_dir / "manifest.json").read_text())["en_monologue.wav"]["text"], text) <= 0.15, text
+    assert wer(json.loads((fixtures_dir / "manifest.json").read_text())["en_monologue.wav"]["text"], text) <= 0.1, text

@@ -211,7 +211,7 @@ class WhisperSTT:
         segments, _info = model.transcribe(
             audio,
             language=language,
-            beam_size=self.settings.beam_size,
+            beam_size=max(self.settings.beam_size, self.settings.long_turn_beam_size),
             temperature=0.0,
             without_timestamps=True,
             max_new_tokens=cap,
