@@ -109,6 +109,8 @@ async def run_levels(args: argparse.Namespace, say: Any) -> list[dict[str, Any]]
         else:
             runs.append(await run_qa(cfg, say))
         health = runs[-1].get("client_health") or {}
+        if health.get("cpu_pct_per_session") is None:  # browser clients: Chromium's CPU is not ours to count
+            continue
         say(f"generator: {health.get('cpu_pct_per_session')} % of a core per session "
             f"(steady {health.get('steady_cpu_pct_per_session')} %), loop lag p99 "
             f"{health.get('loop_lag_p99_ms')} ms, max {health.get('loop_lag_max_ms')} ms")
