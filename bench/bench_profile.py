@@ -86,6 +86,13 @@ def _health(url: str) -> dict:
         return dict(json.loads(resp.read()))
 
 
+# light: pre-encoded prompts, replies judged by packet size (the cheap generator, more CPU left to
+# the server); decode: pre-encoded prompts, decoded replies; pcm: the old path (encode + decode).
+CLIENT_MODES = {"light": ["--send", "opus", "--light"], "decode": ["--send", "opus", "--decode"],
+                "pcm": ["--send", "pcm", "--decode"]}
+CLIENT_MODE = "light"
+
+
 def start_clients(n: int, url: str, out_dir: str, spare: set[int] | None) -> list[subprocess.Popen]:
     procs = max(1, min(4, (n + 9) // 10))
     share = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
@@ -94,7 +101,7 @@ def start_clients(n: int, url: str, out_dir: str, spare: set[int] | None) -> lis
         out = os.path.join(out_dir, f"n{n}-c{i}.json")
         argv = ["--url", url, "--sessions", str(k), "--turns", "50", "--prompt", str(FIXTURES / "en_question.wav"),
                 "--scenario", "skincare-sensitive-en", "--ramp", str(min(5.0, 0.2 * k)), "--json", out,
-                "--quiet", "--reply-timeout", "20", "--light"]  # the cheap generator: more CPU left to the server
+                "--quiet", "--reply-timeout", "20", *CLIENT_MODES[CLIENT_MODE]]
         clients.append(subprocess.Popen([*LIVECOACH, "qa", *argv], cwd=ROOT, preexec_fn=pin(spare),
                                         stdout=subprocess.DEVNULL, stderr=open(out + ".log", "w")))
     return clients
@@ -159,7 +166,10 @@ def main() -> int:
     ap.add_argument("--profile-at", type=int, default=10)
     ap.add_argument("--window", type=float, default=20.0, help="steady window per level, seconds")
     ap.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio", help="the server's loop")
+    ap.add_argument("--clients", choices=tuple(CLIENT_MODES), default="light", help="how the QA clients send/receive")
     args = ap.parse_args()
+    global CLIENT_MODE
+    CLIENT_MODE = args.clients
     os.environ["LIVECOACH_SERVER__EVENT_LOOP"] = args.event_loop  # the workers inherit it
     if shutil.which("py-spy") is None:
         print("bench_profile: py-spy is not installed (pip install py-spy)", file=sys.stderr)
@@ -198,7 +208,7 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             fake.kill()
             fake.wait()
-    print(json.dumps({"bench": "profile", "pinned": two_cores, "event_loop": args.event_loop, "levels": results,
+    print(json.dumps({"bench": "profile", "pinned": two_cores, "event_loop": args.event_loop, "clients": args.clients, "levels": results,
                       "note": "server pinned to CPU 0, clients + fake provider to CPU 1; shared machine"},
                      indent=1))
     return 0
