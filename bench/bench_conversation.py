@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.bench_latency import FAKE_SERVER, FIXTURES, LIVECOACH, start_workers  # noqa: E402
-from qa.procs import stop_process  # noqa: E402
+from qa.procs import stop_processes, stop_stdin_child  # noqa: E402
 
 TURN_PERIOD_S = 7.5  # measured: prompt (2.5 s + 1.5 s tail) + reply + settle
 
@@ -71,11 +71,8 @@ def main() -> int:
                             timeout=args.minutes * 60 * 3 + 120).returncode
         data = json.loads(out.read_text())
     finally:
-        for proc, _ in workers:
-            stop_process(proc, 15)
-        if fake.stdin:
-            fake.stdin.close()
-        stop_process(fake, 5)
+        stop_processes([proc for proc, _ in workers], 15)
+        stop_stdin_child(fake)
     rows = [t for run in data["runs"] for t in run["turns"]]
     ok = [t for t in rows if not t.get("error") and t.get("server_overhead_ms") is not None]
     overhead = [float(t["server_overhead_ms"]) for t in ok]

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 sys.path.insert(0, str(ROOT))
 from qa.fixtures import fixtures_dir  # noqa: E402
+from qa.procs import stop_processes, stop_stdin_child  # noqa: E402
 
 FIXTURES = fixtures_dir()
 TOTAL_BUDGET_S = 12 * 60  # the whole bench stays under 12 minutes
@@ -270,19 +271,8 @@ def main() -> int:
             results.append(run_level(n, args.turns, workers, args.client_procs, data_dir, min(left, args.level_timeout)))
             sys.stderr.write(f"[bench] {json.dumps(results[-1])}\n")
     finally:
-        for proc, _ in workers:
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in workers:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if fake.stdin:
-            fake.stdin.close()
-        try:
-            fake.wait(5)
-        except subprocess.TimeoutExpired:
-            fake.kill()
+        stop_processes([proc for proc, _ in workers])
+        stop_stdin_child(fake)
     print(json.dumps({
         "bench": "latency", "cpus": os.cpu_count(), "workers": args.workers, "turns_per_session": args.turns,
         "pinned": not args.no_pin,

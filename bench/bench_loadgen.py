@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_latency import FAKE_SERVER, FIXTURES, LIVECOACH, ROOT, cpu_s, pin, start_workers  # noqa: E402
 
-from qa.procs import stop_process  # noqa: E402
+from qa.procs import stop_processes, stop_stdin_child  # noqa: E402
 
 # STT s, LLM first token s, TTS s, TTS ms per char (≈5 s replies; on a loaded machine the fake's
 # TTS streams slower than real time and a greeting can last past 10 s: hence --reply-timeout 20)
@@ -106,14 +106,8 @@ def main() -> int:
             "note": "2-core machine shared with other work: numbers measured under shared load",
         }
     finally:
-        for proc, _ in workers:
-            stop_process(proc)
-        if fake.stdin:
-            fake.stdin.close()
-        try:
-            fake.wait(5)
-        except subprocess.TimeoutExpired:
-            fake.kill()
+        stop_processes([proc for proc, _ in workers])
+        stop_stdin_child(fake)
     print(json.dumps(result, indent=1))
     return 0
 

@@ -32,6 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_latency import FAKE_SERVER, FIXTURES, LIVECOACH, ROOT, cpu_s, pin, start_workers  # noqa: E402
 
+from qa.procs import stop_processes, stop_stdin_child  # noqa: E402
+
 PROVIDER_DELAYS = ("0.1", "0.15", "0.05", "30")  # STT s, LLM first token s, TTS s, TTS ms per char
 
 # (category, substrings of a frame "function (file:line)"); the first category any frame matches wins.
@@ -193,21 +195,8 @@ def main() -> int:
             sys.stderr.write(f"[profile] {json.dumps(results[-1])}\n")
             time.sleep(3)  # sessions end and the server settles
     finally:
-        for proc, _ in workers:
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in workers:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if fake.stdin:
-            fake.stdin.close()
-        try:
-            fake.wait(5)
-        except subprocess.TimeoutExpired:
-            fake.kill()
-            fake.wait()
+        stop_processes([proc for proc, _ in workers], 15)
+        stop_stdin_child(fake)
     print(json.dumps({"bench": "profile", "pinned": two_cores, "event_loop": args.event_loop, "clients": args.clients, "levels": results,
                       "note": "server pinned to CPU 0, clients + fake provider to CPU 1; shared machine"},
                      indent=1))
