@@ -64,7 +64,7 @@ def test_bad_token_shows_message(new_page: Callable[..., Any], server: Any, ques
     page.click("#start")
     text = wait_banner(page, "bad_token")
     assert "invalid" in text.lower()
-    page.wait_for_function("LC.phase === 'error'")
+    page.wait_for_function("window.LC && LC.phase === 'error'")
     assert page.locator("#conn-status").get_attribute("data-state") == "error"
     assert page.evaluate("LC.errors.map(e => e.reason)") == ["bad_token"]
     assert page.evaluate("LC.pc") is None  # never got as far as media
@@ -93,7 +93,7 @@ def test_mic_denied_shows_message(new_page: Callable[..., Any], server: Any, que
     page.click("#start")
     text = wait_banner(page, "mic_denied")
     assert "microphone" in text.lower()
-    page.wait_for_function("LC.phase === 'error'")
+    page.wait_for_function("window.LC && LC.phase === 'error'")
     shot(page, "practice-mic-denied")
     # The mentor goes on without a mic (watch only): whisper is disabled with a warning. (Whether
     # it then connects is not checked: with media refused Chromium offers only mDNS candidates,
@@ -114,14 +114,14 @@ def test_room_full_shows_message(new_page: Callable[..., Any], server: Any, ques
     first.goto(server.url + "/static/stream.html?room=full-room")
     first.fill("#name", "alice")
     first.click("#start")
-    first.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    first.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
     second = new_page(question_wav)
     second.goto(server.url + "/static/stream.html?room=full-room")
     second.fill("#name", "bob")
     second.click("#start")
     text = wait_banner(second, "room_full")
     assert "full" in text.lower() and "streamer" in text.lower()
-    second.wait_for_function("LC.phase === 'error'")
+    second.wait_for_function("window.LC && LC.phase === 'error'")
     shot(second, "stream-room-full")
     first.click("#stop")
 
@@ -132,19 +132,19 @@ def test_unreachable_then_reconnects(new_page: Callable[..., Any], server_factor
     page = new_page(question_wav)
     page.goto(srv.url + "/static/stream.html?room=flaky")
     page.click("#start")
-    page.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    page.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
     port = srv.port
     srv.stop()
     # Lost while connected → banner + visible reconnect status; retries find nobody → unreachable.
     wait_banner(page, "connection_lost")
-    page.wait_for_function("LC.phase === 'reconnecting'")
+    page.wait_for_function("window.LC && LC.phase === 'reconnecting'")
     assert "Reconnecting in" in page.locator("#conn-status").inner_text()
     text = wait_banner(page, "unreachable")
     assert "cannot reach the server" in text.lower()
     shot(page, "stream-unreachable")
     # Server back on the same port: the page rejoins by itself and clears the banners.
     server_factory(port=port)
-    page.wait_for_function("LC.phase === 'connected'", timeout=30_000)
+    page.wait_for_function("window.LC && LC.phase === 'connected'", timeout=30_000)
     assert page.locator('#banners .banner[data-reason="unreachable"]').count() == 0
     reasons = page.evaluate("LC.errors.map(e => e.reason)")
     assert "connection_lost" in reasons and "unreachable" in reasons, json.dumps(reasons)

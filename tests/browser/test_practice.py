@@ -22,7 +22,7 @@ def start_practice(page: Any, url: str, name: str) -> None:
     assert page.locator("#scenario").input_value() == SCENARIO
     page.fill("#name", name)
     page.click("#start")
-    page.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    page.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
     # The fake mic file started at getUserMedia, before the call was up (slow under load).
     # Re-acquiring the mic restarts it: the speech now begins 1.07 s after a connected call.
     page.evaluate("LC.restartMic()")
@@ -48,8 +48,8 @@ def test_practice_spoken_turn_with_latency(new_page: Callable[..., Any], server:
           ok = l.address === '127.0.0.1' && r.address === '127.0.0.1'; });
         return ok; }"""), "no selected loopback candidate pair"
     try:
-        page.wait_for_function("LC.turns.some(t => t.browser_ms !== null && t.server_ms !== null)", timeout=45_000)
-        page.wait_for_function("LC.transcript.some(l => l.speaker === 'customer' && l.final && l.text)",
+        page.wait_for_function("window.LC && LC.turns.some(t => t.browser_ms !== null && t.server_ms !== null)", timeout=45_000)
+        page.wait_for_function("window.LC && LC.transcript.some(l => l.speaker === 'customer' && l.final && l.text)",
                                timeout=15_000)
     except Exception:
         print(debug(page))
@@ -81,7 +81,7 @@ def test_practice_spoken_turn_with_latency(new_page: Callable[..., Any], server:
         assert page.evaluate("LC.interimShown || 0") >= 1, debug(page)
     assert page.locator("#transcript li.interim").count() == 0
     assert page.evaluate("LC.state") in {"listening", "speaking", "thinking"}
-    page.wait_for_function("LC.state === 'listening'", timeout=20_000)  # the reply finished
+    page.wait_for_function("window.LC && LC.state === 'listening'", timeout=20_000)  # the reply finished
     shot(page, "practice-turn")
 
     session_id = page.evaluate("LC.session_id")
@@ -92,11 +92,11 @@ def test_practice_spoken_turn_with_latency(new_page: Callable[..., Any], server:
 
     # The session shows up in the list and its page draws transcript + latency chart.
     page.goto(server.url + "/static/sessions.html")
-    page.wait_for_function("LC.phase === 'ready'")
+    page.wait_for_function("window.LC && LC.phase === 'ready'")
     page.locator(f'tr[data-session="{session_id}"]').wait_for()
     shot(page, "sessions")
     page.locator(f'tr[data-session="{session_id}"] a').click()
-    page.wait_for_function("LC.phase === 'ready'")
+    page.wait_for_function("window.LC && LC.phase === 'ready'")
     assert page.locator("#chart svg .bar").count() >= 1
     # The stage cells are what /turns computed (coach/turn_stages.py), in the served order.
     served = page.evaluate(f"fetch('/api/sessions/{session_id}/turns').then(r => r.json())")
@@ -128,10 +128,10 @@ def test_practice_barge_in_stops_reply(new_page: Callable[..., Any], server: Any
     page = new_page(fixtures_dir / "en_interrupt.wav")
     start_practice(page, server.url, "bo")
     try:
-        page.wait_for_function("LC.replies.length >= 1", timeout=45_000)
+        page.wait_for_function("window.LC && LC.replies.length >= 1", timeout=45_000)
         page.evaluate("LC.restartMic()")
-        page.wait_for_function("LC.bargeins.some(b => b.stop_ms !== null)", timeout=15_000)
-        page.wait_for_function("LC.interruptions.length >= 1", timeout=15_000)
+        page.wait_for_function("window.LC && LC.bargeins.some(b => b.stop_ms !== null)", timeout=15_000)
+        page.wait_for_function("window.LC && LC.interruptions.length >= 1", timeout=15_000)
     except Exception:
         print(debug(page))
         raise
@@ -162,7 +162,7 @@ def test_practice_interim_line_replaced_by_final(new_page: Callable[..., Any], s
     """The speculative transcript shows as one "heard so far" line, updated in place, then replaced."""
     page = new_page(question_wav)
     page.goto(f"{server.url}/static/practice.html")
-    page.wait_for_function("typeof LC.receive === 'function'")
+    page.wait_for_function("window.LC && typeof LC.receive === 'function'")
     page.evaluate("LC.receive({type: 'interim_transcript', speaker: 'trainee', text: 'Does this', final: false})")
     page.evaluate("LC.receive({type: 'interim_transcript', speaker: 'trainee', text: 'Does this suit', final: false})")
     interim = page.locator("#transcript li.interim")

@@ -17,14 +17,14 @@ def test_reconnect_after_restart_announces_a_new_session(new_page: Callable[...,
     page.goto(srv.url + "/static/practice.html?scenario=skincare-sensitive-en&room=restart-1")
     page.fill("#name", "ria")
     page.click("#start")
-    page.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    page.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
     first = page.evaluate("LC.session_id")
     assert first
     port = srv.port
     srv.stop()
-    page.wait_for_function("LC.phase === 'reconnecting'", timeout=15_000)
+    page.wait_for_function("window.LC && LC.phase === 'reconnecting'", timeout=15_000)
     server_factory(port=port)  # the restarted server knows nothing of the old session
-    page.wait_for_function("LC.phase === 'connected'", timeout=30_000)
+    page.wait_for_function("window.LC && LC.phase === 'connected'", timeout=30_000)
     banner = page.locator('.banner[data-reason="new_session"]')
     banner.wait_for()
     assert "new session began" in banner.inner_text()
@@ -87,7 +87,7 @@ def test_every_page_in_both_languages_is_translated(new_page: Callable[..., Any]
     streamer.goto(server.url + "/static/stream.html?room=i18n-demo")
     streamer.fill("#name", "lin")
     streamer.click("#start")
-    streamer.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    streamer.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
     streamer.wait_for_timeout(2500)
     session_id = streamer.evaluate("LC.session_id")
     streamer.click("#stop")
@@ -103,7 +103,7 @@ def test_every_page_in_both_languages_is_translated(new_page: Callable[..., Any]
             page.goto(server.url + urls[name])
             page.wait_for_load_state("networkidle")
             if name in ("sessions", "session", "progress"):
-                page.wait_for_function("LC.phase !== 'loading'", timeout=15_000)
+                page.wait_for_function("window.LC && LC.phase !== 'loading'", timeout=15_000)
             bad = page.evaluate(CHECK_JS, list(LATIN_OK))
             if bad:
                 problems[f"{name}-{lang}"] = bad

@@ -37,7 +37,7 @@ def test_session_page_plays_the_shadow_recording_with_both_voices(
     streamer.goto(server.url + "/static/stream.html?room=recording-page")
     streamer.fill("#name", "rec-lin")
     streamer.click("#start")
-    streamer.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    streamer.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
     streamer.wait_for_timeout(3000)
     session_id = streamer.evaluate("LC.session_id")
     streamer.click("#stop")
@@ -56,7 +56,7 @@ def test_session_page_plays_the_shadow_recording_with_both_voices(
     for lang, title in TITLES.items():
         page = new_page(question_wav, lang=lang)
         page.goto(f"{server.url}/static/session.html?id={session_id}")
-        page.wait_for_function("LC.phase === 'ready'", timeout=15_000)
+        page.wait_for_function("window.LC && LC.phase === 'ready'", timeout=15_000)
         assert page.evaluate("LC.recordingSource") == "av"
         assert title in page.inner_text("#recording-title")
         assert page.evaluate("document.querySelector('#video-recording').src").endswith("/av")

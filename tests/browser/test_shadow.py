@@ -16,14 +16,14 @@ def test_mentor_watches_streamer_tips_and_whispers(new_page: Callable[..., Any],
     streamer.goto(server.url + "/static/stream.html?room=shadow-1")
     streamer.fill("#name", "anna")
     streamer.click("#start")
-    streamer.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    streamer.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
 
     mentor = new_page(question_wav, loop=True)
     mentor.goto(server.url + "/static/mentor.html?room=shadow-1")
     mentor.fill("#name", "coach-li")
     mentor.click("#start")
-    mentor.wait_for_function("LC.phase === 'connected'", timeout=20_000)
-    streamer.wait_for_function("LC.participants.some(p => p.role === 'mentor' && p.user === 'coach-li')")
+    mentor.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
+    streamer.wait_for_function("window.LC && LC.participants.some(p => p.role === 'mentor' && p.user === 'coach-li')")
 
     # The mentor sees decoded video and hears the streamer's speech (the fake mic file).
     stats = poll(mentor, """async () => { const s = await LC.mediaStats();
@@ -39,7 +39,7 @@ def test_mentor_watches_streamer_tips_and_whispers(new_page: Callable[..., Any],
     assert "price" in toast.inner_text().lower()
     shot(streamer, "stream-tip-toast")
     streamer.click("#toasts .toast button.ack")
-    mentor.wait_for_function("LC.acks.length === 1")
+    mentor.wait_for_function("window.LC && LC.acks.length === 1")
     ack = mentor.evaluate("LC.acks[0]")
     assert 0 < ack["rtt_ms"] < 10_000, ack
     assert mentor.locator("#sent li.acked").count() == 1
@@ -50,7 +50,7 @@ def test_mentor_watches_streamer_tips_and_whispers(new_page: Callable[..., Any],
     streamer.check("#autoack")
     mentor.fill("#tip-text", "Smile and show the texture")
     mentor.press("#tip-text", "Enter")
-    mentor.wait_for_function("LC.acks.length === 2", timeout=10_000)
+    mentor.wait_for_function("window.LC && LC.acks.length === 2", timeout=10_000)
     tips = streamer.evaluate("LC.tips.map(t => ({text: t.text, from: t.from, acked: t.acked_at !== null}))")
     assert tips[-1] == {"text": "Smile and show the texture", "from": "coach-li", "acked": True}
 
@@ -61,11 +61,11 @@ def test_mentor_watches_streamer_tips_and_whispers(new_page: Callable[..., Any],
     box = mentor.locator("#ptt").bounding_box()
     mentor.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     mentor.mouse.down()  # hold the push-to-talk button
-    streamer.wait_for_function("LC.whisperOn === true")
-    streamer.wait_for_function("LC.whisper && LC.whisper.maxLevel > 0.02", timeout=12_000)
+    streamer.wait_for_function("window.LC && LC.whisperOn === true")
+    streamer.wait_for_function("window.LC && LC.whisper && LC.whisper.maxLevel > 0.02", timeout=12_000)
     shot(mentor, "mentor-whispering")
     mentor.mouse.up()
-    streamer.wait_for_function("LC.whisperOn === false")
+    streamer.wait_for_function("window.LC && LC.whisperOn === false")
     assert mentor.evaluate("LC.whisper") is False
 
     mentor.click("#stop")

@@ -58,7 +58,7 @@ def test_fast_then_silent_streamer_is_coached_live_and_reported(
     mentor.goto(srv.url + "/static/mentor.html?room=coach-fast")
     mentor.fill("#name", "coach-li")
     mentor.click("#start")
-    mentor.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    mentor.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
     # Nobody is live yet: the page says so (in Chinese), and a tip has nowhere to go.
     empty = mentor.locator('.banner[data-reason="empty_room"]')
     empty.wait_for()
@@ -69,7 +69,7 @@ def test_fast_then_silent_streamer_is_coached_live_and_reported(
     streamer.fill("#name", "anna")
     streamer.check("#autoack")
     streamer.click("#start")
-    streamer.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    streamer.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
     mentor.locator('.banner[data-reason="streamer_live"]').wait_for()
     assert "anna" in mentor.locator('.banner[data-reason="streamer_live"]').inner_text()
 
@@ -86,14 +86,14 @@ def test_fast_then_silent_streamer_is_coached_live_and_reported(
 
     # The tip and the whisper, while the streamer talks.
     mentor.click('#quick button[data-key="quick.slow"]')
-    mentor.wait_for_function("LC.acks.length === 1", timeout=10_000)
+    mentor.wait_for_function("window.LC && LC.acks.length === 1", timeout=10_000)
     box = mentor.locator("#ptt").bounding_box()
     mentor.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     mentor.mouse.down()
-    streamer.wait_for_function("LC.whisperOn === true")
+    streamer.wait_for_function("window.LC && LC.whisperOn === true")
     mentor.wait_for_timeout(800)
     mentor.mouse.up()
-    streamer.wait_for_function("LC.whisperOn === false")
+    streamer.wait_for_function("window.LC && LC.whisperOn === false")
 
     # Then silence: dead air (3 s here), worded in Chinese with its threshold, within 3 s.
     dead_alert, dead_delay = wait_alert_seen(mentor, "dead_air", timeout_s=60)
@@ -137,11 +137,11 @@ def test_stream_at_a_few_fps_raises_a_health_alert(new_page: Callable[..., Any],
     streamer.goto(server.url + "/static/stream.html?room=stutter")
     streamer.fill("#name", "sam")
     streamer.click("#start")
-    streamer.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    streamer.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
     mentor = new_page(question_wav, loop=True)
     mentor.goto(server.url + "/static/mentor.html?room=stutter")
     mentor.click("#start")
-    mentor.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    mentor.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
     healthy = poll(mentor, "LC.health && LC.health.fps >= 15 ? LC.health : null", timeout_s=20)
     assert healthy and healthy["width"] >= 320, mentor.evaluate("LC.health")
     # The camera drops to ~3 fps (the browser's frame-rate limit on the sent track).
@@ -167,7 +167,7 @@ def test_mentor_page_refuses_a_streamer_link(new_page: Callable[..., Any], serve
         banner = page.locator('.banner[data-reason="wrong_role"]')
         banner.wait_for()
         assert all(w in banner.inner_text() for w in words), banner.inner_text()
-        page.wait_for_function("LC.phase === 'error'")
+        page.wait_for_function("window.LC && LC.phase === 'error'")
         assert page.evaluate("LC.pc") is None and page.evaluate("LC.joined") is None  # never joined
         shot(page, f"mentor-wrong-link-{lang}")
     # Nobody took the streamer's place: the room has no session.
@@ -187,7 +187,7 @@ def test_mentor_on_an_empty_room(new_page: Callable[..., Any], server: ServerThr
     page.click('#quick button[data-key="quick.price"]')  # before Watch: says what to do
     assert "Watch first" in page.locator('.banner[data-reason="watch_first"]').inner_text()
     page.click("#start")
-    page.wait_for_function("LC.phase === 'connected'", timeout=20_000)
+    page.wait_for_function("window.LC && LC.phase === 'connected'", timeout=20_000)
     banner = page.locator('.banner[data-reason="empty_room"]')
     banner.wait_for()
     assert "No streamer is live" in banner.inner_text() and "nobody-here" in banner.inner_text()
