@@ -102,7 +102,7 @@ def test_mic_denied_shows_message(new_page: Callable[..., Any], server: Any, que
     mentor.goto(server.url + "/static/mentor.html?room=no-mic-room")
     mentor.click("#start")
     wait_banner(mentor, "whisper_off")
-    mentor.wait_for_function("['negotiating', 'connected'].includes(LC.phase)")
+    mentor.wait_for_function("window.LC && ['negotiating', 'connected'].includes(LC.phase)")
     assert mentor.locator("#ptt").is_disabled()
     assert mentor.locator('.banner[data-reason="mic_denied"]').count() == 0
     mentor.click("#stop")

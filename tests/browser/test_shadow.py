@@ -69,6 +69,6 @@ def test_mentor_watches_streamer_tips_and_whispers(new_page: Callable[..., Any],
     assert mentor.evaluate("LC.whisper") is False
 
     mentor.click("#stop")
-    streamer.wait_for_function("!LC.participants.some(p => p.role === 'mentor')")
+    streamer.wait_for_function("window.LC && !LC.participants.some(p => p.role === 'mentor')")
     streamer.click("#stop")
     assert streamer.evaluate("LC.phase") == "ended"
