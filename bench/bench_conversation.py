@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.bench_latency import FAKE_SERVER, FIXTURES, LIVECOACH, start_workers  # noqa: E402
+from bench.bench_latency import FIXTURES, LIVECOACH, start_fake, start_workers  # noqa: E402
 from qa.procs import stop_processes, stop_stdin_child  # noqa: E402
 
 TURN_PERIOD_S = 7.5  # measured: prompt (2.5 s + 1.5 s tail) + reply + settle
@@ -54,14 +54,10 @@ def main() -> int:
     turns = max(2, int(args.minutes * 60 / TURN_PERIOD_S))
     delays = (0.0, 0.0, 0.0) if args.instant else (0.1, 0.15, 0.05)
     data_dir = tempfile.mkdtemp(prefix="livecoach-conversation-")
-    fake = subprocess.Popen([sys.executable, "-c", FAKE_SERVER, str(ROOT), *map(str, delays), "30"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    fake, fake_url = start_fake([*map(str, delays), "30"])
     workers: list[tuple[subprocess.Popen, str]] = []
     t0 = time.monotonic()
     try:
-        fake_url = fake.stdout.readline().strip() if fake.stdout else ""
-        if not fake_url:
-            raise RuntimeError("FakeOpenAI did not start")
         workers = start_workers(1, fake_url, data_dir, None, pin_cores=False)
         out = Path(data_dir) / "conversation.json"
         argv = [*LIVECOACH, "qa", "--url", workers[0][1], "--sessions", "1", "--turns", str(turns),

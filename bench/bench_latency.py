@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,18 @@ def pin(cpus: set[int] | None):
         return None
     usable = cpus & os.sched_getaffinity(0)
     return (lambda: os.sched_setaffinity(0, usable)) if usable else None
+
+
+def start_fake(provider_args: Sequence[str], cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
+    """The FakeOpenAI process (FAKE_SERVER: STT s, LLM first token s, TTS s, TTS ms per char) and its
+    base URL. It runs until its stdin closes: stop it with qa.procs.stop_stdin_child."""
+    proc = subprocess.Popen([sys.executable, "-c", FAKE_SERVER, str(ROOT), *provider_args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=pin(cpus))
+    url = proc.stdout.readline().strip() if proc.stdout else ""
+    if not url:
+        stop_stdin_child(proc)
+        raise RuntimeError("FakeOpenAI did not start")
+    return proc, url
 
 
 def free_port() -> int:
@@ -248,15 +261,11 @@ def main() -> int:
     # client's track, and the barge-in clip queues behind it (~1 s late): a 2 s reply would be
     # over before the barge-in is heard. A ~5 s reply keeps the barge-in inside it.
     ms_per_char = 80.0 if args.instant else 30.0
-    fake = subprocess.Popen([sys.executable, "-c", FAKE_SERVER, str(ROOT), *map(str, delays), str(ms_per_char)], stdin=subprocess.PIPE,
-                            preexec_fn=pin({1} if args.workers == 1 and not args.no_pin else None),
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    fake, fake_url = start_fake([*map(str, delays), str(ms_per_char)],
+                                {1} if args.workers == 1 and not args.no_pin else None)
     workers: list[tuple[subprocess.Popen, str]] = []
     results = []
     try:
-        fake_url = fake.stdout.readline().strip() if fake.stdout else ""
-        if not fake_url:
-            raise RuntimeError("FakeOpenAI did not start")
         workers = start_workers(args.workers, fake_url, data_dir, args.redis_url if args.workers > 1 else None,
                                 pin_cores=not args.no_pin)
         # Warm-up (not reported): the first session pays model loading and connection set-up.

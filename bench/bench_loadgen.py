@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_latency import FAKE_SERVER, FIXTURES, LIVECOACH, ROOT, cpu_s, pin, start_workers  # noqa: E402
+from bench_latency import FIXTURES, LIVECOACH, ROOT, cpu_s, pin, start_fake, start_workers  # noqa: E402
 
 from qa.procs import stop_processes, stop_stdin_child  # noqa: E402
 
@@ -56,14 +56,10 @@ def main() -> int:
     ncpu = len(os.sched_getaffinity(0))
     pinned = args.pin and ncpu > 1
     data_dir = tempfile.mkdtemp(prefix="livecoach-loadgen-")
-    fake = subprocess.Popen([sys.executable, "-c", FAKE_SERVER, str(ROOT), *INSTANT], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=pin({0} if pinned else None))
+    fake, fake_url = start_fake(INSTANT, {0} if pinned else None)
     workers: list[tuple[subprocess.Popen, str]] = []
     result: dict = {}
     try:
-        fake_url = fake.stdout.readline().strip() if fake.stdout else ""
-        if not fake_url:
-            raise RuntimeError("FakeOpenAI did not start")
         workers = start_workers(1, fake_url, data_dir, None, pin_cores=pinned)
         (proc_w, url), = workers
         out = os.path.join(data_dir, "qa.json")

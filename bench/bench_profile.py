@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_latency import FAKE_SERVER, FIXTURES, LIVECOACH, ROOT, cpu_s, pin, start_workers  # noqa: E402
+from bench_latency import FIXTURES, LIVECOACH, ROOT, cpu_s, pin, start_fake, start_workers  # noqa: E402
 
 from qa.procs import stop_processes, stop_stdin_child  # noqa: E402
 
@@ -179,14 +179,10 @@ def main() -> int:
     two_cores = len(os.sched_getaffinity(0)) >= 2
     spare = {1} if two_cores else None
     data_dir = tempfile.mkdtemp(prefix="livecoach-profile-")
-    fake = subprocess.Popen([sys.executable, "-c", FAKE_SERVER, str(ROOT), *PROVIDER_DELAYS], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=pin(spare))
+    fake, fake_url = start_fake(PROVIDER_DELAYS, spare)
     workers: list[tuple[subprocess.Popen, str]] = []
     results = []
     try:
-        fake_url = fake.stdout.readline().strip() if fake.stdout else ""
-        if not fake_url:
-            raise RuntimeError("FakeOpenAI did not start")
         workers = start_workers(1, fake_url, data_dir, None, pin_cores=two_cores)
         server, url = workers[0]
         for n in (int(x) for x in args.levels.split(",")):
