@@ -71,18 +71,26 @@ async def judge(audio: np.ndarray, *, stt: Any, smart: SmartTurn | None, languag
     do not decide; with a grace, beside an STT slower than the grace)."""
     stt_task = asyncio.ensure_future(_transcribe(stt, audio, sample_rate, language))
     p_future: asyncio.Future[float] | None = None
+
+    def ask_model() -> asyncio.Future[float]:
+        assert smart is not None
+        return asyncio.get_running_loop().run_in_executor(smart_executor(), smart.probability, audio)
+
     try:
-        if smart is not None:
-            done, _ = await asyncio.wait({stt_task}, timeout=smart_grace_s)  # None: until STT is done
-            if not done or tp.text_verdict(stt_task.result()[0], language) is tp.Verdict.UNKNOWN:
-                p_future = asyncio.get_running_loop().run_in_executor(smart_executor(), smart.probability, audio)
+        if smart is not None and smart_grace_s is not None:
+            done, _ = await asyncio.wait({stt_task}, timeout=smart_grace_s)
+            if not done:  # an STT slower than the grace: the model runs beside it
+                p_future = ask_model()
         text, error = await stt_task
     finally:
         stt_task.cancel()  # no-op once done; stops the transcription when the judgement is dropped
-    p = None
-    if p_future is not None and tp.text_verdict(text, language) is not tp.Verdict.UNKNOWN:
+    decided = tp.text_verdict(text, language) is not tp.Verdict.UNKNOWN
+    if decided and p_future is not None:
         p_future.cancel()  # the words decide; don't wait for the model
         p_future = None
+    elif not decided and smart is not None and p_future is None:
+        p_future = ask_model()
+    p = None
     if p_future is not None:
         try:
             p = await p_future
