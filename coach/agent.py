@@ -31,7 +31,7 @@ from coach.smart_turn import SmartTurn
 from coach.speculation import Judgement, Speculation, Speculator, already_heard, hear_overlap, hear_turn, judge
 from coach.turns import TurnState, TurnStateMachine
 from coach.user_turns import UserTurns
-from coach.vad import SileroVad, SpeechEnd, SpeechPause, SpeechResume, SpeechStart, VadSegmenter
+from coach.vad import ChunkBatcher, SileroVad, SpeechEnd, SpeechPause, SpeechResume, SpeechStart, VadEvent, VadSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class CustomerAgent:
     MAX_TTS_AHEAD_MS = ReplySpeaker.MAX_TTS_AHEAD_MS  # don't synthesize the next clause while this much is queued
 
     def __init__(self, *, session_id: str, scenario: Any, providers: Any, output: AudioOutput,
-                 events: SessionEvents, settings: CoachSettings, vad: SileroVad | None = None):
+                 events: SessionEvents, settings: CoachSettings, vad: SileroVad | ChunkBatcher | None = None):
         self.session_id = session_id
         self.scenario = scenario
         self.providers = providers
@@ -62,7 +62,7 @@ class CustomerAgent:
         end_ms = tt.max_silence_ms if self._smart is not None else settings.vad.silence_ms
         self._threshold = tt.threshold.get(self.language, tt.threshold.get("en", 0.5))
         self._seg = VadSegmenter(settings.vad, STT_RATE, vad=vad, pause_ms=min(tt.pause_ms, end_ms - 32),
-                                 silence_ms=end_ms)
+                                 silence_ms=end_ms, on_event=self._on_vad)
         self._sm = TurnStateMachine(self._on_state)
         self._ps = tp.PolicyState()
         self._log = ConversationLog(ChatContext(settings.providers.llm_context_tokens,
@@ -113,30 +113,31 @@ class CustomerAgent:
 
     def feed(self, pcm16_16k: np.ndarray, t_ns: int) -> None:
         """Trainee audio (mono int16, 16 kHz); ``t_ns`` = arrival of its last sample."""
-        if self._closed:
-            return
+        if not self._closed:
+            self._seg.push(pcm16_16k, t_ns)  # events come back through _on_vad
+
+    def _on_vad(self, ev: VadEvent) -> None:  # none after close(): the segmenter drops them
         try:
-            for ev in self._seg.feed(pcm16_16k, t_ns):
-                if isinstance(ev, SpeechStart):
-                    self._onset_ns = ev.onset_ns
-                    self._emit("vad", speaker="trainee", edge="start", speech_start_ns=ev.onset_ns,
-                               speech_end_ns=None)
-                    self._dispatch(tp.SpeechStart(echo_guarded=self._echo_guarded()))
-                elif isinstance(ev, SpeechPause):
-                    self._dispatch(tp.Pause(ev.duration_ms))
-                elif isinstance(ev, SpeechResume):
-                    self._dispatch(tp.Resume())
-                else:
-                    self._end = ev
-                    self._emit_vad_end(ev)
-                    self._dispatch(tp.SpeechEnd(ev.duration_ms))
-                    self._end = None
+            if isinstance(ev, SpeechStart):
+                self._onset_ns = ev.onset_ns
+                self._emit("vad", speaker="trainee", edge="start", speech_start_ns=ev.onset_ns, speech_end_ns=None)
+                self._dispatch(tp.SpeechStart(echo_guarded=self._echo_guarded()))
+            elif isinstance(ev, SpeechPause):
+                self._dispatch(tp.Pause(ev.duration_ms))
+            elif isinstance(ev, SpeechResume):
+                self._dispatch(tp.Resume())
+            else:
+                self._end = ev
+                self._emit_vad_end(ev)
+                self._dispatch(tp.SpeechEnd(ev.duration_ms))
+                self._end = None
         except Exception as exc:  # a bug here must not kill the inbound pump
             log.exception("agent feed failed")
             self._emit("error", reason=f"internal: {exc}", stage="agent")
 
     async def close(self) -> None:
         self._closed = True
+        self._seg.close()
         tasks = [t for t in self._tasks if not t.done()]
         for t in tasks:
             t.cancel()

@@ -15,6 +15,7 @@ import importlib.util
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -67,6 +68,12 @@ class SileroVad:
         out, new_state = self.session.run(None, {"input": x, "state": state, "sr": self._sr})
         return float(out[0, 0]), new_state
 
+    def run_batch(self, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of several streams at once: ``x`` (B, 576), ``state`` (2, B, 128) → probabilities
+        (B,) and the new states. Each row's result equals its own single-row call."""
+        out, new_state = self.session.run(None, {"input": x, "state": state, "sr": self._sr})
+        return out[:, 0], new_state
+
 
 class VadStream:
     """Per-session model state: RNN state + the last 64 samples of context."""
@@ -76,22 +83,44 @@ class VadStream:
         self.reset()
 
     def reset(self) -> None:
-        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self.state = np.zeros((2, 1, 128), dtype=np.float32)  # the RNN state, (2, 1, 128)
         self._context = np.zeros(CONTEXT, dtype=np.float32)
+
+    def model_input(self, chunk: np.ndarray) -> np.ndarray:
+        """The model's input row for the next chunk (float32 in [-1, 1]): the previous chunk's
+        last 64 samples, then this chunk. Advances the context, so call it once per chunk."""
+        if chunk.shape != (CHUNK,):
+            raise ValueError(f"VAD chunk must be {CHUNK} samples, got {chunk.shape}")
+        x = np.concatenate([self._context, chunk.astype(np.float32, copy=False)])
+        self._context = x[-CONTEXT:].copy()
+        return x
 
     def prob(self, chunk: np.ndarray) -> float:
         """Speech probability of one 512-sample float32 chunk in [-1, 1]."""
-        if chunk.shape != (CHUNK,):
-            raise ValueError(f"VAD chunk must be {CHUNK} samples, got {chunk.shape}")
-        x = np.concatenate([self._context, chunk.astype(np.float32, copy=False)])[None, :]
-        p, self._state = self.vad._run(x, self._state)
-        self._context = x[0, -CONTEXT:].copy()
+        p, self.state = self.vad._run(self.model_input(chunk)[None, :], self.state)
         return p
+
+
+ScoreCallback = Callable[[float], None]
+
+
+class ChunkBatcher(Protocol):
+    """Scores chunks of many streams together (coach.vad_batch.VadBatcher): ``done(p)`` is
+    called later, on the event loop, in each stream's chunk order."""
+
+    vad: SileroVad
+
+    def register(self, stream: VadStream) -> None: ...
+
+    def unregister(self, stream: VadStream) -> None: ...
+
+    def submit(self, stream: VadStream, x: np.ndarray, done: ScoreCallback) -> None: ...
 
 
 @dataclass(slots=True)
 class SpeechStart:
     onset_ns: int  # start of the first speech chunk
+    confirmed_ns: int  # end of the chunk that made it speech (min_speech_ms after the onset)
 
 
 @dataclass(slots=True)
@@ -137,17 +166,29 @@ class VadSegmenter:
     than real time) give consistent timestamps.
     """
 
-    def __init__(self, settings: VadSettings, sample_rate: int = MODEL_RATE, vad: SileroVad | None = None,
-                 *, pause_ms: int | None = None, silence_ms: int | None = None):
+    def __init__(self, settings: VadSettings, sample_rate: int = MODEL_RATE,
+                 vad: SileroVad | ChunkBatcher | None = None, *, pause_ms: int | None = None,
+                 silence_ms: int | None = None, on_event: Callable[[VadEvent], None] | None = None):
         """``pause_ms``: also emit SpeechPause after that much silence (None: never);
-        ``silence_ms``: silence that ends an utterance (default ``settings.silence_ms``)."""
+        ``silence_ms``: silence that ends an utterance (default ``settings.silence_ms``).
+
+        ``vad`` a SileroVad: each chunk is scored inline (``feed`` returns the events, ``push``
+        hands them to ``on_event``). A batcher: chunks are scored later with other streams'
+        (``push`` only; events reach ``on_event`` then); call ``close()`` when done."""
         if sample_rate != MODEL_RATE:
             raise ValueError("VadSegmenter expects 16 kHz audio")
         self.settings = settings
         self.pause_ms = pause_ms
         self.silence_ms = silence_ms if silence_ms is not None else settings.silence_ms
+        self.on_event = on_event
         self._paused = False  # a SpeechPause was emitted for the current silence
-        self.stream = (vad or SileroVad.shared()).stream()
+        self._batcher: ChunkBatcher | None = None
+        if vad is None or isinstance(vad, SileroVad):
+            self.stream = (vad or SileroVad.shared()).stream()
+        else:
+            self._batcher = vad
+            self.stream = vad.vad.stream()
+            vad.register(self.stream)
         self._ns_per_sample = 1e9 / sample_rate
         self._pending = np.zeros(0, dtype=np.int16)
         self._pad_chunks = max(0, round(settings.prefix_pad_ms / 32))
@@ -187,24 +228,48 @@ class VadSegmenter:
         return (self._last_speech_end - self._cand_onset) / 1e6
 
     def feed(self, pcm16: np.ndarray, t_ns: int) -> list[VadEvent]:
+        """Score ``pcm16`` inline and return its events (a segmenter without a batcher)."""
+        if self._batcher is not None:
+            raise RuntimeError("a batched VadSegmenter takes audio through push()")
+        events: list[VadEvent] = []
+        for chunk, start_ns, end_ns in self._chunks(pcm16, t_ns):
+            ev = self._step(chunk, start_ns, end_ns, self.stream.prob(_to_float(chunk)))
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    def push(self, pcm16: np.ndarray, t_ns: int) -> None:
+        """Like ``feed``, with the events handed to ``on_event`` (later, when batched)."""
+        if self._batcher is None:
+            for ev in self.feed(pcm16, t_ns):
+                self._deliver(ev)
+            return
+        for chunk, start_ns, end_ns in self._chunks(pcm16, t_ns):
+            x = self.stream.model_input(_to_float(chunk))
+            self._batcher.submit(self.stream, x, _Scored(self, chunk, start_ns, end_ns))
+
+    def close(self) -> None:
+        """Leave the batcher: chunks still waiting there are dropped, with their events."""
+        if self._batcher is not None:
+            self._batcher.unregister(self.stream)
+
+    def _deliver(self, ev: VadEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(ev)
+
+    def _chunks(self, pcm16: np.ndarray, t_ns: int) -> Iterator[tuple[np.ndarray, int, int]]:
+        """Whole 512-sample chunks with their start/end times; the remainder waits."""
         pcm16 = np.asarray(pcm16, dtype=np.int16).reshape(-1)
         buf = np.concatenate([self._pending, pcm16]) if self._pending.size else pcm16
         n_full = buf.size // CHUNK
-        events: list[VadEvent] = []
+        self._pending = buf[n_full * CHUNK :].copy()
         for i in range(n_full):
-            chunk = buf[i * CHUNK : (i + 1) * CHUNK]
             after = buf.size - (i + 1) * CHUNK  # samples after this chunk's end
             end_ns = int(t_ns - after * self._ns_per_sample)
-            start_ns = int(end_ns - CHUNK * self._ns_per_sample)
-            ev = self._step(chunk, start_ns, end_ns)
-            if ev is not None:
-                events.append(ev)
-        self._pending = buf[n_full * CHUNK :].copy()
-        return events
+            yield buf[i * CHUNK : (i + 1) * CHUNK], int(end_ns - CHUNK * self._ns_per_sample), end_ns
 
-    def _step(self, chunk: np.ndarray, start_ns: int, end_ns: int) -> VadEvent | None:
+    def _step(self, chunk: np.ndarray, start_ns: int, end_ns: int, p: float) -> VadEvent | None:
         s = self.settings
-        p = self.stream.prob(chunk.astype(np.float32) / 32768.0)
         self.last_prob = p
         self.chunks += 1
         if self._cand_onset is None:
@@ -244,7 +309,7 @@ class VadSegmenter:
     def _maybe_confirm(self) -> SpeechStart | None:
         if not self.in_speech and self.speech_ms() >= self.settings.min_speech_ms:
             self.in_speech = True
-            return SpeechStart(self._cand_onset)  # type: ignore[arg-type]
+            return SpeechStart(self._cand_onset, self._last_speech_end)  # type: ignore[arg-type]
         return None
 
     def _reset_run(self) -> None:
@@ -252,3 +317,21 @@ class VadSegmenter:
         self._paused = False
         self._cand_onset = self._last_speech_end = self._silence_start = None
         self._utt = []
+
+
+def _to_float(chunk: np.ndarray) -> np.ndarray:
+    return chunk.astype(np.float32) / 32768.0
+
+
+class _Scored:
+    """A batched chunk's continuation: step the segmenter with its probability, hand on the event."""
+
+    __slots__ = ("seg", "chunk", "start_ns", "end_ns")
+
+    def __init__(self, seg: VadSegmenter, chunk: np.ndarray, start_ns: int, end_ns: int) -> None:
+        self.seg, self.chunk, self.start_ns, self.end_ns = seg, chunk, start_ns, end_ns
+
+    def __call__(self, p: float) -> None:
+        ev = self.seg._step(self.chunk, self.start_ns, self.end_ns, p)
+        if ev is not None:
+            self.seg._deliver(ev)

@@ -21,7 +21,8 @@ from coach.agent import CustomerAgent
 from coach.providers.factory import Providers, build_providers
 from coach.scenarios import Scenario, ScenarioError, get_scenario
 from coach.settings import ProviderSettings
-from coach.vad import SileroVad
+from coach.vad import ChunkBatcher, SileroVad
+from coach.vad_batch import VadBatcher
 from media.mux import RecordingMuxer
 from media.outbound import PacedAudioTrack
 from server.pipeline import SessionPipeline
@@ -49,7 +50,8 @@ class PracticeSession(SessionPipeline):
 
     kind = "practice"
 
-    def __init__(self, ctx: MediaContext, scenario: Scenario, providers: Providers, vad: SileroVad) -> None:
+    def __init__(self, ctx: MediaContext, scenario: Scenario, providers: Providers,
+                 vad: SileroVad | ChunkBatcher) -> None:
         super().__init__(ctx, scenario, speaker="trainee")
         self.providers = providers
         on_frame = self.recorder.on_output_frame if self.recorder else None
@@ -99,6 +101,7 @@ class CoachHooks:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self._vad: SileroVad | None = None
+        self._batcher: VadBatcher | None = None  # one per app: every session's VAD chunks
         self._sessions: weakref.WeakSet[SessionPipeline] = weakref.WeakSet()
         self.muxer = RecordingMuxer()
         if settings is not None:
@@ -111,19 +114,26 @@ class CoachHooks:
 
     async def close(self) -> None:
         """Shutdown: stop the mux running (its separate files stay) and drop the queued ones."""
+        if self._batcher is not None:
+            self._batcher.close()
         await self.muxer.close()
 
-    def _shared_vad(self) -> SileroVad:
+    def _session_vad(self, settings: Settings) -> SileroVad | ChunkBatcher:
         if self._vad is None:
             self._vad = SileroVad.shared()
-        return self._vad
+        wait_ms = settings.coach.vad.batch_wait_ms
+        if wait_ms <= 0:
+            return self._vad
+        if self._batcher is None:
+            self._batcher = VadBatcher(self._vad, max_wait_ms=wait_ms)
+        return self._batcher
 
     async def attach(self, ctx: MediaContext) -> PracticeSession | StreamAnalysis | None:
         session: PracticeSession | StreamAnalysis
         if ctx.role == "trainee":
             scenario = load_session_scenario(ctx.settings, ctx.scenario)
             providers = build_providers(ctx.settings.coach.providers, scenario)
-            session = PracticeSession(ctx, scenario, providers, self._shared_vad())
+            session = PracticeSession(ctx, scenario, providers, self._session_vad(ctx.settings))
         elif ctx.role == "streamer":
             shown = load_session_scenario(ctx.settings, ctx.scenario) if ctx.scenario else None
             try:
@@ -131,7 +141,7 @@ class CoachHooks:
             except Exception:  # noqa: BLE001 - analysis without transcripts is still useful
                 log.exception("streamer analysis: providers unavailable, VAD only")
                 providers = None
-            session = StreamAnalysis(ctx, shown, providers, self._shared_vad(), self.muxer)
+            session = StreamAnalysis(ctx, shown, providers, self._session_vad(ctx.settings), self.muxer)
         else:
             return None
         self._sessions.add(session)

@@ -18,7 +18,7 @@ from coach.scenarios import Scenario
 from coach.stream_health import rtp_counters
 from coach.streamer import StreamerAnalysis
 from coach.tasks import TaskOwner
-from coach.vad import SileroVad
+from coach.vad import ChunkBatcher, SileroVad
 from media.mux import RecordingMuxer
 from media.video_recorder import VideoRecorder
 from server.pipeline import ALERT_TICK_S, SessionPipeline
@@ -54,7 +54,7 @@ class StreamAnalysis(SessionPipeline):
     channels = {"left": "streamer", "right": "mentor"}  # the right channel: the mentor's whisper
 
     def __init__(self, ctx: MediaContext, scenario: Scenario | None, providers: Providers | None,
-                 vad: SileroVad, muxer: RecordingMuxer | None = None) -> None:
+                 vad: SileroVad | ChunkBatcher, muxer: RecordingMuxer | None = None) -> None:
         super().__init__(ctx, scenario, speaker="streamer")
         self.providers = providers
         self.muxer = muxer
