@@ -15,6 +15,7 @@ import aiortc.rtcrtpreceiver as _rtcrtpreceiver
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.jitterbuffer import JitterBuffer
 
+from media.inline_decode import use_inline_audio_decode
 from media.jitter import AudioJitterBuffer
 from media.settings import MediaSettings
 
@@ -66,9 +67,11 @@ def create_peer_connection(settings: MediaSettings) -> RTCPeerConnection:
 
     ``RTCConfiguration()`` without servers would add Google's public STUN server, which is
     unreachable offline and slows gathering, so we always pass the list explicitly.
-    Also applies ``settings.jitter_prefetch`` (process-wide) and loopback-only ICE if asked.
+    Also applies ``settings.jitter_prefetch`` and ``inline_audio_decode`` (process-wide) and
+    loopback-only ICE if asked.
     """
     set_jitter_prefetch(settings.jitter_prefetch)
+    use_inline_audio_decode(settings.inline_audio_decode)
     if settings.ice_loopback_only:
         use_loopback_ice()
     servers = [

@@ -24,6 +24,9 @@ class MediaSettings(BaseModel):
     # keeps 40-75 ms at N=1 where aiortc's stock one drifts to 280-310 ms (one lost packet
     # stalls it ~320 ms and it never catches up). So 1: the lowest delay, no more underruns.
     jitter_prefetch: int = Field(default=1, ge=1, le=16)
+    # Decode received audio on the event loop, not in a thread per receiver (media/inline_decode.py:
+    # the thread's per-frame hand-off costs more than the ~70 µs Opus decode it offloads).
+    inline_audio_decode: bool = True
     output_frame_ms: int = Field(default=20, ge=10, le=60)
     output_sample_rate: int = 48_000
     # Shadowing: a slow mentor gets the latest frame, never a growing queue.
