@@ -106,7 +106,7 @@ class InboundAudio:
             return self._convert_av(frame)
         pcm = frame.to_ndarray().reshape(-1)
         if channels == 2:  # packed L R L R: their mean (a mono sender's decoder gives L == R)
-            pcm = ((pcm[0::2].astype(np.int32) + pcm[1::2]) >> 1).astype(np.int16)
+            pcm = np.right_shift(pcm[0::2].astype(np.int32) + pcm[1::2], 1).astype(np.int16)
         if rate == self.sample_rate:
             return pcm
         if self._decimator is None or self._decimator.ratio != rate // self.sample_rate:
