@@ -151,16 +151,18 @@ def _serve_command(args: argparse.Namespace) -> int:
     if args.workers > 1 and not settings.server.redis_url:
         raise ConfigError(f"--workers {args.workers} needs a shared Redis store: set server.redis_url "
                           "or REDIS_URL (workers share rooms, routing and records through it)")
-    for warning in check_serving_policy(settings, args.allow_remote_dev):
-        log.warning(warning)
+    # Checked now, logged once listening: a start that fails says one line, not a warning too.
+    warnings = check_serving_policy(settings, args.allow_remote_dev)
     check_data_dir(settings.server.data_dir)
     try:
         run_loop = loop_runner(settings.server.event_loop)
     except EventLoopUnavailable as exc:
         raise ConfigError(str(exc)) from None
     if args.workers > 1:
-        return _supervise_workers(args, settings)
+        return _supervise_workers(args, settings, warnings)
     sock = bind_socket(settings.server.host, settings.server.port, reuse_port=args.reuse_port)
+    for warning in warnings:
+        log.warning(warning)
     # Imported only now (not for a cycle): aiortc, onnxruntime and whisper take ~1 s to import, and
     # every check above must answer a user's mistake at once.
     from server.serving import serve
@@ -172,13 +174,15 @@ def _serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _supervise_workers(args: argparse.Namespace, settings: Settings) -> int:
+def _supervise_workers(args: argparse.Namespace, settings: Settings, warnings: list[str]) -> int:
     host = settings.server.host
     try:
         reserved = reserve_port(host, settings.server.port)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise RuntimeFailure(f"cannot listen on {host}:{settings.server.port}: {reason}") from None
+    for warning in warnings:
+        log.warning(warning)
     with reserved:
         port = reserved.getsockname()[1]
         base = ["--host", host, "--log-level", args.log_level]

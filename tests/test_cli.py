@@ -55,15 +55,15 @@ def test_bad_env_value_names_key_and_value(tmp_path: Path) -> None:
 def test_port_in_use(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        proc = run_cli("serve", "--port", str(port), "--log-level", "error", cwd=tmp_path)
+        # Default log level: the dev-mode warning must not come before the error (one line).
+        proc = run_cli("serve", "--port", str(port), cwd=tmp_path)
     assert_one_line(proc, 1, "cannot listen", str(port), "in use")
 
 
 def test_unusable_data_dir(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    proc = run_cli("serve", "--log-level", "error", cwd=tmp_path,
-                   env={"LIVECOACH_SERVER__DATA_DIR": str(blocker / "data")})
+    proc = run_cli("serve", cwd=tmp_path, env={"LIVECOACH_SERVER__DATA_DIR": str(blocker / "data")})
     assert_one_line(proc, 1, "data folder", "not usable")
 
 
