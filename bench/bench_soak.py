@@ -74,6 +74,13 @@ async def settle(http: aiohttp.ClientSession, base: str, timeout_s: float = 60.0
         await asyncio.sleep(0.2)
 
 
+async def quiet(http: aiohttp.ClientSession, base: str) -> None:
+    """Settled, then 2 s more: closing peers' last timers run and the server's idle collection
+    (a second after the last peer) has freed the codec pools, so every sample compares alike."""
+    await settle(http, base)
+    await asyncio.sleep(2.0)
+
+
 async def one_cycle(base: str, i: int, kind: str, bad_sdp: str, busy: list[int]) -> str:
     """One cycle; a ``server_busy`` refusal (admission by loop lag/CPU: the designed answer to a
     loaded machine) is retried after Retry-After, as a client would, and counted in ``busy``."""
@@ -146,7 +153,7 @@ async def run(cycles: int, concurrency: int) -> dict[str, Any]:
                         await one_cycle(base, -1 - i, kinds[i % len(kinds)], bad_sdp, [0])
 
                 await asyncio.gather(*(warm(i) for i in range(WARMUP_CYCLES)))
-                await settle(http, base)
+                await quiet(http, base)
                 before = await sample(http, base, server.pid)
                 results: dict[str, int] = {}
                 busy = [0]  # server_busy refusals retried (not cycles lost)
@@ -165,13 +172,12 @@ async def run(cycles: int, concurrency: int) -> dict[str, Any]:
                 edges = [cycles * k // 4 for k in range(5)]
                 for lo, hi in zip(edges, edges[1:]):
                     await asyncio.gather(*(guarded(i) for i in range(lo, hi)))
-                    await settle(http, base)
+                    await quiet(http, base)
                     figures = await sample(http, base, server.pid)
                     slices.append({"after_cycles": hi, "rss_kib": figures["rss_kib"], "threads": figures["threads"],
                                    "fds": figures["fds"], "tasks": figures["tasks"]})
                 elapsed = time.perf_counter() - started
-                await settle(http, base)
-                await asyncio.sleep(2.0)  # closing peers' last timers
+                await quiet(http, base)
                 after = await sample(http, base, server.pid)
         finally:
             server.terminate()
