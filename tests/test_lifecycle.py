@@ -210,3 +210,49 @@ async def test_shutdown_closes_live_peers_and_sockets(aiohttp_server, tmp_path: 
         await settle(lambda: client.closed)
     finally:
         await client.close()
+
+
+class _SlowClose:
+    """A media session whose close (say, a report under heavy load) outlasts shutdown_timeout_s."""
+
+    def __init__(self) -> None:
+        self.finished = asyncio.Event()
+        self.cancelled = False
+
+    async def close(self) -> None:
+        try:
+            await asyncio.sleep(0.6)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        self.finished.set()
+
+
+class _SlowHooks:
+    def __init__(self) -> None:
+        self.handles: list[_SlowClose] = []
+
+    def attach(self, ctx) -> _SlowClose:
+        self.handles.append(_SlowClose())
+        return self.handles[-1]
+
+    @property
+    def live_sessions(self) -> int:
+        return 0
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_media_close_slower_than_the_bound_is_not_cut_off(aiohttp_server, tmp_path: Path) -> None:
+    hooks = _SlowHooks()
+    app = make_app(settings_for(tmp_path, shutdown_timeout_s=0.1), hooks=hooks)
+    server = await aiohttp_server(app)
+    base = str(server.make_url("")).rstrip("/")
+    async with LivecoachClient(name="slow") as trainee:
+        await trainee.connect(base, token("slow-close", "trainee", "t1"))
+        await trainee.publish(audio=ToneTrack(440), recv_audio=True)
+    handle = hooks.handles[0]
+    await asyncio.wait_for(handle.finished.wait(), 10)  # went on past the 0.1 s wait
+    assert not handle.cancelled
+    await settle(lambda: app[STATE].manager.peer_count == 0)

@@ -186,5 +186,6 @@ class RoomManager:
             for conn in list(room.participants):
                 self.by_conn.pop(conn, None)
             await self._close_room(room)
-        await self._tasks.close()
+        # media closes still writing a report: let them finish within the shutdown bound
+        await self._tasks.close(grace_s=self.settings.server.shutdown_timeout_s / 2)
         self._update_gauges()

@@ -190,10 +190,7 @@ class PeerSession:
         await self.tasks.cancel_all()
         if self.media is not None:
             media, self.media = self.media, None
-            try:
-                await asyncio.wait_for(media.close(), self.services.settings.server.shutdown_timeout_s)
-            except Exception:  # noqa: BLE001
-                log.exception("peer %s: media hook close failed", self.label)
+            await self._close_media(media)
         for _src, proxy in self.feeds.values():
             proxy.stop()
         self.feeds.clear()
@@ -207,6 +204,23 @@ class PeerSession:
             pc, self.pc = self.pc, None
             await close_quietly(pc)
             self.services.peers.closed()
+
+    async def _close_media(self, media: MediaHandle) -> None:
+        """Wait for the media hook's close (recording, report) at most ``shutdown_timeout_s``;
+        past that it goes on as a manager task instead of being cut off: under heavy load a
+        report can take longer, and cancelling it would lose it."""
+        timeout = self.services.settings.server.shutdown_timeout_s
+        if self.services.tasks.closed:  # shutting down: nothing outlives this wait
+            try:
+                await asyncio.wait_for(media.close(), timeout)
+            except Exception:  # noqa: BLE001
+                log.exception("peer %s: media hook close failed", self.label)
+            return
+        closing = self.services.tasks.spawn(media.close(), f"media-close:{self.label}")  # the owner logs a failure
+        done, _ = await asyncio.wait({closing}, timeout=timeout)
+        if not done:
+            log.warning("peer %s: media close still running after %.1f s; it goes on in the background",
+                        self.label, timeout)
 
     async def retire(self) -> None:
         """The participant left: release, and refuse anything that was still negotiating."""
