@@ -171,15 +171,25 @@ class PacedAudioTrack(AudioStreamTrack):
     # ---- track ----------------------------------------------------------------------------
 
     async def recv(self) -> AudioFrame:
+        uid, pcm, pts = await self._next_pcm()
+        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.sample_rate
+        frame.pts = pts
+        frame.time_base = self._time_base
+        return frame
+
+    async def _next_pcm(self) -> tuple[str | None, np.ndarray, int]:
+        """One paced frame: (utterance id or None for silence, its int16 samples, its pts).
+
+        Waits for the frame's slot, takes it off the queue and does the playout bookkeeping and
+        ``on_frame``; subclasses only turn the samples into what they send (recv()).
+        """
         if self.readyState != "live":
             raise MediaStreamError
         await self._pace()
         uid, pcm = self._take_frame()
         self._idle = uid is None
-        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = self.sample_rate
-        frame.pts = self._pts
-        frame.time_base = self._time_base
+        pts = self._pts
         self._pts += self.samples_per_frame
         now = time.perf_counter_ns()
         self.stats["frames"] += 1
@@ -197,7 +207,7 @@ class PacedAudioTrack(AudioStreamTrack):
             except Exception:  # a recorder bug must not silence the customer
                 log.exception("on_frame callback failed; disabling it")
                 self.on_frame = None
-        return frame
+        return uid, pcm, pts
 
     async def _pace(self) -> None:
         """Sleep until this frame's slot (like aiortc's AudioStreamTrack, on perf_counter)."""

@@ -24,7 +24,7 @@ from coach.settings import ProviderSettings
 from coach.vad import ChunkBatcher, SileroVad
 from coach.vad_batch import VadBatcher
 from media.mux import RecordingMuxer
-from media.outbound import PacedAudioTrack
+from media.opus_out import output_track
 from server.pipeline import SessionPipeline
 from server.protocol import ProtocolError
 from server.rooms import MediaContext
@@ -55,7 +55,7 @@ class PracticeSession(SessionPipeline):
         super().__init__(ctx, scenario, speaker="trainee")
         self.providers = providers
         on_frame = self.recorder.on_output_frame if self.recorder else None
-        self.output = PacedAudioTrack.from_settings(ctx.settings.media, on_frame=on_frame)
+        self.output = output_track(ctx.settings.media, on_frame=on_frame)
         self.agent = CustomerAgent(session_id=ctx.session_id, scenario=scenario, providers=providers,
                                    output=self.output, events=self.tap, settings=ctx.settings.coach, vad=vad)
 
