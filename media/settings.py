@@ -62,6 +62,7 @@ class MediaSettings(BaseModel):
     @model_validator(mode="after")
     def _opus_frame(self) -> "MediaSettings":
         # libopus codes 10/20/40/60 ms frames at 48 kHz (the Opus RTP clock)
-        if self.output_opus_inline and (self.output_frame_ms not in (10, 20, 40, 60) or self.output_sample_rate != 48_000):
+        opus_ok = self.output_frame_ms in (10, 20, 40, 60) and self.output_sample_rate == 48_000
+        if self.output_opus_inline and not opus_ok:
             raise ValueError("output_opus_inline needs output_frame_ms in 10/20/40/60 and output_sample_rate 48000")
         return self
