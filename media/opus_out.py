@@ -8,7 +8,7 @@ packets: speech is encoded inline by one libopus encoder per track (mono, VoIP m
 at speech bitrates), and the digital silence between replies is one cached 3-byte packet.
 
 The QA light receive path (qa/rtp_tap.py) judges a packet silent by its size (≤ 8 bytes), so:
-- the silence packet is CELT digital silence (3 bytes; hybrid mode codes zeros in ~35 bytes);
+- the silence packet is CELT digital silence (3 bytes; hybrid mode codes zeros in tens of bytes);
 - a frame of digital zeros inside an utterance (a TTS pause) is sent as that packet too;
 - after sound, one frame of zeros still goes through the encoder: libopus holds 312 samples
   (6.5 ms) of lookahead, and that packet carries them out as a fading tail (the old path sent
@@ -65,7 +65,7 @@ class OpusPacedTrack(PacedAudioTrack):
         sample_rate: int = 48_000,
         frame_ms: int = 20,
         on_frame: FrameCallback | None = None,
-        bitrate: int = 32_000,
+        bitrate: int = 48_000,
         complexity: int = 5,
     ) -> None:
         if sample_rate != 48_000:
