@@ -10,6 +10,10 @@ path) vs OpusPacedTrack's inline Opus packets (media/opus_out.py). Prints JSON.
 - real peers on loopback: one sender, the receiver drops packets at RTP (no decode), half speech
   half silence for ``--peer-s`` seconds per path; process CPU per second of session (includes
   SRTP, ICE and the sender's loop, not only the audio path).
+
+Measured on the 2-core dev box (busy; ±15 %), 48 kbps complexity 5: per frame, aiortc path speech
+555-730 µs and silence 535-665 µs (its level loop + thread hop + encode of zeros), inline speech
+310-350 µs and silence 9-14 µs; real peers 80-88 vs 41-46 ms CPU per second of session.
 """
 
 from __future__ import annotations
