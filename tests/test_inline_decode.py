@@ -8,7 +8,12 @@ import queue
 import aiortc.rtcrtpreceiver as aiortc_receiver
 import numpy as np
 
-from media.inline_decode import InlineDecodeQueue, inline_audio_decode_enabled, use_inline_audio_decode
+from media.inline_decode import (
+    InlineDecodeQueue,
+    MonoOpusDecoder,
+    inline_audio_decode_enabled,
+    use_inline_audio_decode,
+)
 from media.peer import connect_in_process, create_peer_connection
 from media.settings import MediaSettings
 from qa.audio import SyntheticVideoTrack, ToneTrack
@@ -31,6 +36,7 @@ async def test_audio_is_decoded_in_the_receiver_call_and_the_stream_still_ends()
         decode_queue, thread = _receiver_parts(pair)
         assert isinstance(decode_queue, InlineDecodeQueue)
         assert decode_queue.decoded >= 20 and decode_queue.qsize() == 0  # nothing for the thread
+        assert isinstance(decode_queue._decoder, MonoOpusDecoder)  # Opus comes out as one channel
         assert thread is not None and thread.is_alive()  # idle on get(): video and the end go there
         pcm = np.concatenate([c for c, _ in pair.chunks])
         window = pcm[np.argmax(np.abs(pcm) > 3000) + 1600 :][:3200]
