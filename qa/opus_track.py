@@ -116,21 +116,23 @@ class OpusFileTrack(PacedAudioSource):
     def idle(self) -> bool:
         return self._current is None and not self._queue
 
-    async def recv(self) -> Packet:  # aiortc's sender packs an av.Packet as it is
-        await self._pace()
-        now = time.perf_counter_ns()
+    def next_payload(self, now: int) -> bytes:
+        """The next 20 ms packet's payload, leaving at ``now`` (times the clip marks it holds)."""
         if self._current is None and self._queue:
             self._current = self._queue.popleft()
+        self.packets_sent += 1
         if self._current is None:
-            data = self._silence
-        else:
-            clip, packets = self._current
-            index = clip.pos // FRAME_SAMPLES
-            data = packets[index] if index < len(packets) else self._silence
-            if clip.advance(now, 0, min(FRAME_SAMPLES, len(clip.pcm) - clip.pos), OUT_RATE):
-                self._current = None
-        packet = Packet(data)
+            return self._silence
+        clip, packets = self._current
+        index = clip.pos // FRAME_SAMPLES
+        data = packets[index] if index < len(packets) else self._silence
+        if clip.advance(now, 0, min(FRAME_SAMPLES, len(clip.pcm) - clip.pos), OUT_RATE):
+            self._current = None
+        return data
+
+    async def recv(self) -> Packet:  # aiortc's sender packs an av.Packet as it is
+        await self._pace()
+        packet = Packet(self.next_payload(time.perf_counter_ns()))
         packet.pts = self._pts
         packet.time_base = self._time_base
-        self.packets_sent += 1
         return packet

@@ -7,7 +7,9 @@ the server's per-turn stage timestamps (GET /api/sessions/{sid}/turns) are joine
 Cost per simulated trainee: prompts go out as Opus packets encoded once per process
 (qa/opus_track.py, ``send="opus"``, the default; ``"pcm"`` encodes every frame as before), and
 with ``light`` the reply is judged voiced/silent from the RTP packet sizes (qa/rtp_tap.py)
-instead of decoding it. Every run reports the process's CPU per session and its loop lag.
+instead of decoding it, and the pre-encoded packets go out on one 20 ms clock per process,
+past aiortc's RTP sender (qa/lean_send.py). Every run reports the process's CPU per session and
+its loop lag.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
 from media.settings import MediaSettings
@@ -27,6 +30,7 @@ from qa.audio import Clip, WavFileTrack
 from qa.client import LivecoachClient
 from qa.config import QaConfig, load_encoded, load_prompt
 from qa.detect import ReceivedAudioMonitor
+from qa.lean_send import LeanOpusTrack, attach_lean_sender
 from qa.measure import SpeechSpan, detect_speech_span, ms_between, summarize_run
 from qa.opus_track import OpusFileTrack
 from qa.results import SessionResult, TurnResult, join_server_turns
@@ -101,8 +105,8 @@ class SessionProbe:
         joined = await self.client.connect(self.cfg.url, r.token, scenario=self.cfg.scenario)
         r.join_ms = ms_between(time.perf_counter_ns(), t_join)
         r.session_id = (joined or {}).get("session_id") or getattr(self.client, "session_id", None)
-        self.track = OpusFileTrack() if self.cfg.send == "opus" else WavFileTrack()
-        await self.client.publish(audio=self.track, prepare=self.tap.attach_audio if self.tap else None)
+        self.track = self._new_track()
+        await self.client.publish(audio=self.track, prepare=self._prepare)
         r.connect_ms = ms_between(time.perf_counter_ns(), t_join)
         if self.tap is None:  # the light path is fed by the RTP tap: nothing to decode or read
             remote = await self._remote_audio_track()
@@ -111,6 +115,18 @@ class SessionProbe:
         r.first_audio_ms = ms_between(first, t_join)
         self.progress(f"session {self.index}: connected in {r.connect_ms:.0f} ms, first audio after "
                       f"{r.first_audio_ms:.0f} ms (room {r.room})")
+
+    def _new_track(self) -> WavFileTrack | OpusFileTrack:
+        if self.cfg.send != "opus":
+            return WavFileTrack()
+        return LeanOpusTrack() if self.cfg.light else OpusFileTrack()
+
+    def _prepare(self, pc: RTCPeerConnection) -> None:
+        """Light mode: tap the received RTP, send on the process's lean clock (before the offer)."""
+        if self.tap is not None:
+            self.tap.attach_audio(pc)
+        if isinstance(self.track, LeanOpusTrack):
+            attach_lean_sender(pc, self.track)
 
     async def _remote_audio_track(self) -> Any:
         """The server's audio track (set by the client's 'track' event during negotiation)."""

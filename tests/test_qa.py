@@ -538,3 +538,88 @@ def test_merge_runs_and_cpu_lists() -> None:
     h = merged["client_health"]
     assert h["cpu_pct_per_session"] == pytest.approx(1.0) and h["loop_lag_p99_ms"] == 5.0
     assert h["steady_cpu_pct_per_session"] == pytest.approx(0.4) and merged["concurrency"] == 2
+
+
+# ---- the lean send path: one clock per process, packets straight to the DTLS transport ---------
+
+from aiortc import RTCPeerConnection  # noqa: E402
+
+from media.peer import create_peer_connection  # noqa: E402
+from media.settings import MediaSettings  # noqa: E402
+from qa.lean_send import LeanClock, LeanOpusTrack, attach_lean_sender  # noqa: E402
+
+
+async def test_lean_sender_sends_a_continuous_stream_aiortc_decodes() -> None:
+    """Two real aiortc peers, two lean tracks on one clock: each stream arrives with continuous
+    sequence numbers and timestamps, the mid extension, the sound's packets in order (the
+    receiver decodes them: loud frames), and the clip marks timed as the packets left."""
+    pcm = np.concatenate([np.zeros(9600, np.int16), np.tile(_tone(), 15), np.zeros(9600, np.int16)])
+    sound = EncodedSound(pcm=pcm, packets=encode_opus(pcm))
+    pairs: list[tuple[RTCPeerConnection, RTCPeerConnection]] = []
+    tracks, arrivals, levels = [LeanOpusTrack(), LeanOpusTrack()], [[], []], [[], []]
+    readers = []
+    try:
+        for k, track in enumerate(tracks):
+            a, b = create_peer_connection(MediaSettings(ice_loopback_only=True)), create_peer_connection(
+                MediaSettings(ice_loopback_only=True))
+            pairs.append((a, b))
+            a.addTransceiver(track, direction="sendonly")
+            attach_lean_sender(a, track)
+            b.addTransceiver("audio", direction="recvonly")
+            receiver = b.getTransceivers()[0].receiver
+            original = receiver._handle_rtp_packet
+
+            async def handle(packet, arrival_time_ms, k=k, original=original):
+                arrivals[k].append((packet.sequence_number, packet.timestamp, packet.extensions.mid, packet.payload,
+                                    packet.ssrc, time.perf_counter_ns()))
+                await original(packet, arrival_time_ms=arrival_time_ms)
+
+            receiver._handle_rtp_packet = handle
+            await a.setLocalDescription(await a.createOffer())
+            await b.setRemoteDescription(a.localDescription)
+            await b.setLocalDescription(await b.createAnswer())
+            await a.setRemoteDescription(b.localDescription)
+            remote = receiver.track
+
+            async def read(remote=remote, k=k):
+                while True:
+                    levels[k].append(level_dbfs((await remote.recv()).to_ndarray()))
+
+            readers.append(asyncio.create_task(read()))
+        for _ in range(250):
+            if all(len(x) >= 5 for x in arrivals):
+                break
+            await asyncio.sleep(0.02)
+        clips = [t.play_sound(sound, onset_s=0.2, offset_s=0.5) for t in tracks]
+        for _ in range(500):
+            if all(t.idle for t in tracks) and all(len(x) > 80 for x in arrivals):
+                break
+            await asyncio.sleep(0.02)
+        assert len(LeanClock.current().streams) == 2
+    finally:
+        for r in readers:
+            r.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for a, b in pairs:
+            await a.close()
+            await b.close()
+    for k, track in enumerate(tracks):
+        got = arrivals[k]
+        assert len(got) > 80
+        seqs, stamps = [g[0] for g in got], [g[1] for g in got]
+        assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
+        assert all((b - a) & 0xFFFFFFFF == 960 for a, b in zip(stamps, stamps[1:]))
+        assert {g[2] for g in got} == {pairs[k][0].getTransceivers()[0].mid}
+        assert {g[4] for g in got} == {pairs[k][0].getSenders()[0]._ssrc}
+        payloads = [g[3] for g in got]
+        first = payloads.index(sound.packets[10])  # the first loud packet
+        assert payloads[first - 10 : first - 10 + len(sound.packets)] == list(sound.packets)
+        clip = clips[k]
+        assert clip.onset_ns is not None and clip.offset_ns is not None and clip.end_ns is not None
+        assert got[first][5] - 20 * MS < clip.onset_ns <= got[first][5]  # sent just before it arrived
+        assert sum(level > DEFAULT_ON_DBFS for level in levels[k]) >= 14  # the tone, decoded by aiortc
+    for _ in range(50):  # closed peers leave the clock at its next tick
+        if not LeanClock.current().streams:
+            break
+        await asyncio.sleep(0.02)
+    assert not LeanClock.current().streams and all(t.readyState == "ended" for t in tracks)
