@@ -21,6 +21,14 @@ the receive jitter buffer (media/jitter.py, installed by media/peer.py with its 
 release it to the decoder on an in-order stream: on the arrival of the packet ``prefetch``
 sequence numbers later, so onsets and offsets land where the decoding client hears them (after
 a lost packet this tap does not wait the buffer's ``late_packets`` for it).
+
+Without ``passthrough``, once the first packet came through aiortc and nothing is queued behind
+it, the tap takes the stream's packets straight from the ICE connection (the aioice
+``Connection.data_received`` of the receiver's transport, overridden on the instance): SRTP
+decrypted there with the transport's own session, the payload cut from the header by hand. That
+skips, per packet, aiortc's receive queue and the wake-up of its DTLS task, RtpPacket parsing
+and routing. Every other datagram (DTLS, RTCP, other SSRCs) still goes aiortc's way. Pinned
+too: ``RTCDtlsTransport._rx_srtp``, ``RTCIceTransport._connection``, aioice's ``_queue``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import time
 from typing import Any
 
 import av
+import pylibsrtp
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
@@ -40,6 +49,24 @@ from qa.detect import ReceivedAudioMonitor, level_dbfs
 SILENT_OPUS_MAX_BYTES = 8  # CELT digital silence is 3 bytes; sound is tens to hundreds
 WARMUP_PACKETS = 16  # a fresh decoder's band-energy prediction has settled after ~16 frames
 _TIME_BASE = fractions.Fraction(1, 48_000)
+
+
+def rtp_payload(packet: bytes) -> bytes | None:
+    """The payload of a decrypted RTP packet (past CSRCs, header extension and padding), None
+    when the header is malformed (as ``RtpPacket.parse`` would reject it)."""
+    if len(packet) < 12 or packet[0] >> 6 != 2:
+        return None
+    pos = 12 + 4 * (packet[0] & 0x0F)
+    if packet[0] & 0x10:
+        if len(packet) < pos + 4:
+            return None
+        pos += 4 + 4 * int.from_bytes(packet[pos + 2 : pos + 4], "big")
+    end = len(packet)
+    if packet[0] & 0x20:
+        end -= packet[-1]
+        if packet[-1] == 0:
+            return None
+    return packet[pos:end] if pos <= end else None
 
 
 def opus_voiced(payload: bytes) -> bool:
@@ -60,6 +87,7 @@ class RtpVoiceTap:
         self.late = 0  # duplicates / out of order (dropped here; none on a healthy link)
         self.payload_bytes = 0
         self.decoded = 0  # packets decoded at sound/silence edges
+        self.fast = False  # packets taken at the ICE connection (see module doc)
         self._max_seq: int | None = None
         self._pending: collections.deque[tuple[int, bytes, bool]] = collections.deque()
         self._recent: collections.deque[tuple[int, bytes, bool]] = collections.deque(  # seq, payload, after a gap
@@ -131,8 +159,36 @@ class RtpVoiceTap:
             self.on_packet(packet.sequence_number, packet.payload, time.perf_counter_ns())
             if self.passthrough:
                 await original(packet, arrival_time_ms=arrival_time_ms)
+            elif not self.fast:
+                self._go_fast(receiver, packet.ssrc)
 
         setattr(receiver, "_handle_rtp_packet", handle)  # noqa: B010  # instance override, see module doc
+
+    def _go_fast(self, receiver: RTCRtpReceiver, ssrc: int) -> None:
+        """From the next datagram on, take this stream's SRTP packets as the ICE connection
+        receives them (see module doc). Only once nothing is queued behind this packet, so the
+        fast path never overtakes a queued one."""
+        dtls = receiver.transport
+        connection = dtls.transport._connection  # aioice Connection of the RTCIceTransport
+        if not connection._queue.empty() or dtls._rx_srtp is None:
+            return
+        original = connection.data_received
+        srtp, key = dtls._rx_srtp, ssrc.to_bytes(4, "big")
+
+        def data_received(data: bytes, component: int) -> None:
+            if not (len(data) > 12 and 127 < data[0] < 192 and not 192 <= data[1] <= 208 and data[8:12] == key):
+                original(data, component)  # DTLS, RTCP, other streams: aiortc's way
+                return
+            try:
+                plain = srtp.unprotect(data)
+            except pylibsrtp.Error:
+                return  # as aiortc: an unauthenticated packet is dropped
+            payload = rtp_payload(plain)
+            if payload is not None:
+                self.on_packet(int.from_bytes(plain[2:4], "big"), payload, time.perf_counter_ns())
+
+        setattr(connection, "data_received", data_received)  # noqa: B010  # instance override
+        self.fast = True
 
     def attach_audio(self, pc: RTCPeerConnection) -> None:
         """Tap the (first) audio transceiver's receiver; call before the offer is sent."""
@@ -144,4 +200,4 @@ class RtpVoiceTap:
 
     def stats(self) -> dict[str, Any]:
         return {"received": self.received, "lost": self.lost, "late": self.late,
-                "payload_bytes": self.payload_bytes, "decoded": self.decoded}
+                "payload_bytes": self.payload_bytes, "decoded": self.decoded, "fast": self.fast}

@@ -343,16 +343,22 @@ import fractions  # noqa: E402
 import time  # noqa: E402
 
 import aiohttp  # noqa: E402
+from aiortc import RTCPeerConnection  # noqa: E402
 from aiortc.codecs.opus import OpusDecoder, OpusEncoder  # noqa: E402
 from aiortc.jitterbuffer import JitterFrame  # noqa: E402
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters  # noqa: E402
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket  # noqa: E402
 from av import AudioFrame  # noqa: E402
 
+from media.peer import create_peer_connection  # noqa: E402
+from media.settings import MediaSettings  # noqa: E402
 from qa.audio import OUT_RATE  # noqa: E402
 from qa.client import LivecoachClient  # noqa: E402
 from qa.client_procs import merge_runs, parse_cpus  # noqa: E402
 from qa.detect import DEFAULT_ON_DBFS, level_dbfs  # noqa: E402
+from qa.lean_send import LeanClock, LeanOpusTrack, attach_lean_sender  # noqa: E402
 from qa.opus_track import EncodedSound, OpusFileTrack, encode_opus, encoded_sound, silent_packet  # noqa: E402
-from qa.rtp_tap import RtpVoiceTap, opus_voiced  # noqa: E402
+from qa.rtp_tap import RtpVoiceTap, opus_voiced, rtp_payload  # noqa: E402
 from qa.server_api import get_token  # noqa: E402
 
 
@@ -438,17 +444,23 @@ async def test_opus_track_replays_packets_with_rtp_timing_and_marks() -> None:
 
 
 async def test_light_detector_agrees_with_decoding(live_server: str, fixtures_dir: Path) -> None:
-    """One real session: the RTP packet-size detector and the decoded energy see the same edges."""
+    """One real session, sent on the lean clock: the server hears the prompt and answers, and the
+    RTP packet-size detector and the decoded energy see the same edges."""
     decoded, light = ReceivedAudioMonitor(), ReceivedAudioMonitor()
     tap = RtpVoiceTap(light, passthrough=True)  # packets still go on to aiortc's decoder
     client = LivecoachClient(name="qa-cmp")
-    track = OpusFileTrack()
+    track = LeanOpusTrack()  # sent as light mode sends: on the lean clock
+
+    def prepare(pc: RTCPeerConnection) -> None:
+        tap.attach_audio(pc)
+        attach_lean_sender(pc, track)
+
     async with aiohttp.ClientSession() as http:
         token = await get_token(http, live_server, None, "qa-cmp-room", "qa-cmp")
     reader = None
     try:
         await client.connect(live_server, token, scenario="skincare-sensitive-en")
-        await client.publish(audio=track, prepare=tap.attach_audio)
+        await client.publish(audio=track, prepare=prepare)
         while client.received_audio is None:
             await asyncio.sleep(0.02)
         remote = client.received_audio
@@ -542,11 +554,22 @@ def test_merge_runs_and_cpu_lists() -> None:
 
 # ---- the lean send path: one clock per process, packets straight to the DTLS transport ---------
 
-from aiortc import RTCPeerConnection  # noqa: E402
 
-from media.peer import create_peer_connection  # noqa: E402
-from media.settings import MediaSettings  # noqa: E402
-from qa.lean_send import LeanClock, LeanOpusTrack, attach_lean_sender  # noqa: E402
+
+def _lean_pair(track: LeanOpusTrack) -> tuple[RTCPeerConnection, RTCPeerConnection]:
+    """A sender peer with ``track`` on the lean clock, and a receive-only peer (not negotiated)."""
+    a, b = (create_peer_connection(MediaSettings(ice_loopback_only=True)) for _ in range(2))
+    a.addTransceiver(track, direction="sendonly")
+    attach_lean_sender(a, track)
+    b.addTransceiver("audio", direction="recvonly")
+    return a, b
+
+
+async def _negotiate(a: RTCPeerConnection, b: RTCPeerConnection) -> None:
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
 
 
 async def test_lean_sender_sends_a_continuous_stream_aiortc_decodes() -> None:
@@ -560,12 +583,8 @@ async def test_lean_sender_sends_a_continuous_stream_aiortc_decodes() -> None:
     readers = []
     try:
         for k, track in enumerate(tracks):
-            a, b = create_peer_connection(MediaSettings(ice_loopback_only=True)), create_peer_connection(
-                MediaSettings(ice_loopback_only=True))
+            a, b = _lean_pair(track)
             pairs.append((a, b))
-            a.addTransceiver(track, direction="sendonly")
-            attach_lean_sender(a, track)
-            b.addTransceiver("audio", direction="recvonly")
             receiver = b.getTransceivers()[0].receiver
             original = receiver._handle_rtp_packet
 
@@ -575,10 +594,7 @@ async def test_lean_sender_sends_a_continuous_stream_aiortc_decodes() -> None:
                 await original(packet, arrival_time_ms=arrival_time_ms)
 
             receiver._handle_rtp_packet = handle
-            await a.setLocalDescription(await a.createOffer())
-            await b.setRemoteDescription(a.localDescription)
-            await b.setLocalDescription(await b.createAnswer())
-            await a.setRemoteDescription(b.localDescription)
+            await _negotiate(a, b)
             remote = receiver.track
 
             async def read(remote=remote, k=k):
@@ -623,3 +639,38 @@ async def test_lean_sender_sends_a_continuous_stream_aiortc_decodes() -> None:
             break
         await asyncio.sleep(0.02)
     assert not LeanClock.current().streams and all(t.readyState == "ended" for t in tracks)
+
+
+def test_rtp_payload_cuts_what_aiortc_parses() -> None:
+    ext = HeaderExtensionsMap()
+    ext.configure(RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(
+        id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid")]))
+    for csrc, mid, padding in [([], None, 0), ([7, 8], "0", 0), ([], "audio-long-mid", 5)]:
+        packet = RtpPacket(payload_type=111, sequence_number=9, ssrc=3, payload=b"opus" * 5)
+        packet.csrc, packet.extensions.mid, packet.padding_size = csrc, mid, padding
+        data = packet.serialize(ext)
+        assert rtp_payload(data) == RtpPacket.parse(data, ext).payload == b"opus" * 5
+    assert rtp_payload(b"\x80" * 8) is None and rtp_payload(b"\x40" + b"\x00" * 20) is None
+
+
+async def test_rtp_tap_fast_path_takes_the_lean_stream() -> None:
+    """A real lean stream into a light tap: past the first packet the tap reads the ICE
+    connection directly; nothing lost or out of order, the tone seen once, after its onset."""
+    pcm = np.concatenate([np.zeros(9600, np.int16), np.tile(_tone(), 25), np.zeros(19200, np.int16)])
+    sound = EncodedSound(pcm=pcm, packets=encode_opus(pcm))
+    track, mon = LeanOpusTrack(), ReceivedAudioMonitor()
+    tap = RtpVoiceTap(mon, prefetch=2)
+    a, b = _lean_pair(track)
+    try:
+        tap.attach_audio(b)
+        await _negotiate(a, b)
+        await mon.wait(lambda: tap.received >= 10 or None, 10)
+        clip = track.play_sound(sound, onset_s=0.2)
+        await mon.wait(lambda: clip.end_ns, 10)
+        await mon.wait_quiet(200, 5)
+    finally:
+        await a.close()
+        await b.close()
+    assert tap.fast and tap.lost == 0 and tap.late == 0 and tap.received >= 10 + len(sound.packets)
+    assert len(mon.segments) == 1 and clip.onset_ns is not None
+    assert clip.onset_ns < mon.segments[0].onset_ns < clip.onset_ns + 500 * MS
