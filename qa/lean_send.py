@@ -5,21 +5,21 @@ With ``OpusFileTrack`` alone, each simulated trainee costs an RTCRtpSender task 
 track's recv() with its own 20 ms sleep, an av.Packet, an RtpPacket object, its serialization
 with header extensions and two NTP clock reads per packet. Here one task per event loop
 (``LeanClock``) wakes every 20 ms and, for each session, patches sequence number and timestamp
-into a header serialized once, appends the payload and hands the bytes to
-``RTCDtlsTransport._send_rtp`` (SRTP protect and the ICE send happen there, as for aiortc's
-sender). The stream is the one aiortc would send: same SSRC, payload type, marker bit and mid
-header extension; sequence numbers and timestamps continue by one and 960 per packet; the
-clip onset/offset marks are timed as each packet leaves. Not sent: abs-send-time, which a
-receiver only reads for video bandwidth estimation, and RTP retransmission history (audio
-negotiates no NACK).
+into a header serialized once, appends the payload and sends it as ``_send_rtp`` does (SRTP
+protect with the transport's session, then aioice's datagram send on the nominated pair)
+without its three coroutine layers: a tick is one synchronous pass. The stream is the one aiortc
+would send: same SSRC, payload type, marker bit and mid header extension; sequence numbers and
+timestamps continue by one and 960 per packet; the clip onset/offset marks are timed as each
+packet leaves. Not sent: abs-send-time, which a receiver only reads for video bandwidth
+estimation, and RTP retransmission history (audio negotiates no NACK).
 
 The RTCRtpSender itself still starts (``send()`` runs unchanged): its RTCP task reports and
 answers as usual, and this module keeps its sender-report counters current. Its RTP task parks
 on ``LeanOpusTrack.recv()``, which never returns a frame.
 
-Pinned to aiortc == 1.16.0 internals (``RTCRtpSender.send`` is wrapped on the instance,
-``RTCDtlsTransport._send_rtp`` and the sender's name-mangled SR counters are used);
-``attach_lean_sender`` refuses any other version.
+Pinned to aiortc == 1.16.0 internals (``RTCRtpSender.send`` is wrapped on the instance; used:
+``RTCDtlsTransport._tx_srtp``, ``RTCIceTransport._connection`` and aioice's ``_nominated`` pairs,
+the sender's name-mangled SR counters); ``attach_lean_sender`` refuses any other version.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class LeanStream:
     def __init__(self, sender: RTCRtpSender, track: LeanOpusTrack, parameters: RTCRtpSendParameters) -> None:
         self.sender = sender
         self.track = track
-        self.transport = sender.transport  # RTCDtlsTransport: _send_rtp protects and sends
+        self.transport = sender.transport  # RTCDtlsTransport
         extensions = HeaderExtensionsMap()
         extensions.configure(parameters)
         payload_type = parameters.codecs[0].payloadType
@@ -87,6 +87,8 @@ class LeanStream:
         self.timestamp = random32()
         self.packets = 0
         self.octets = 0
+        self._pair: Any = None
+        self._addr: tuple[str, int] | None = None
 
     def next_packet(self) -> bytes:
         """The track's next packet, timed as it leaves now."""
@@ -97,6 +99,19 @@ class LeanStream:
         self.packets += 1
         self.octets += len(payload)
         return data
+
+    def send_next(self) -> bool:
+        """Protect and send the next packet as ``RTCDtlsTransport._send_rtp`` and aioice's
+        ``Connection.send`` would, minus their three coroutine layers; False once the transport
+        is no longer connected (the session is over, as aiortc's RTP task ends then)."""
+        dtls = self.transport
+        pair = dtls.transport._connection._nominated.get(1)  # the ICE pair carrying the media
+        if dtls.state != "connected" or pair is None:
+            return False
+        if pair is not self._pair:
+            self._pair, self._addr = pair, pair.remote_addr
+        pair.protocol.transport.sendto(dtls._tx_srtp.protect(self.next_packet()), self._addr)
+        return True
 
     def report_sent(self, ntp_time: int) -> None:
         """Keep the sender's RTCP sender-report counters as its own RTP task would."""
@@ -145,23 +160,18 @@ class LeanClock:
                 lag_ms = -wait_ns / 1e6
             tick += 1
             self.ticks += 1
-            await self._send_all(lag_ms)
+            self._send_all(lag_ms)
 
-    async def _send_all(self, lag_ms: float) -> None:
+    def _send_all(self, lag_ms: float) -> None:
         ntp_time = rtc_clock.current_ntp_time()  # once per tick, not twice per packet
         done: list[LeanStream] = []
-        for stream in list(self.streams):  # a stream may join while a send is awaited
+        for stream in self.streams:
             track = stream.track
-            if track.readyState != "live":
+            if track.readyState != "live" or not stream.send_next():
                 done.append(stream)
                 continue
             if lag_ms > track.max_lag_ms:
                 track.max_lag_ms = lag_ms
-            try:
-                await stream.transport._send_rtp(stream.next_packet())
-            except ConnectionError:  # transport closed: the session is over (as aiortc's task ends)
-                done.append(stream)
-                continue
             stream.report_sent(ntp_time)
         for stream in done:
             self.streams.remove(stream)

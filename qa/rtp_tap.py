@@ -23,12 +23,13 @@ sequence numbers later, so onsets and offsets land where the decoding client hea
 a lost packet this tap does not wait the buffer's ``late_packets`` for it).
 
 Without ``passthrough``, once the first packet came through aiortc and nothing is queued behind
-it, the tap takes the stream's packets straight from the ICE connection (the aioice
-``Connection.data_received`` of the receiver's transport, overridden on the instance): SRTP
-decrypted there with the transport's own session, the payload cut from the header by hand. That
-skips, per packet, aiortc's receive queue and the wake-up of its DTLS task, RtpPacket parsing
-and routing. Every other datagram (DTLS, RTCP, other SSRCs) still goes aiortc's way. Pinned
-too: ``RTCDtlsTransport._rx_srtp``, ``RTCIceTransport._connection``, aioice's ``_queue``.
+it, the tap takes the stream's packets straight from the socket (``datagram_received`` of the
+aioice protocol of the nominated ICE pair, overridden on the instance): SRTP decrypted there
+with the transport's own session, the payload cut from the header by hand. That skips, per
+packet, the STUN parse attempt, aiortc's receive queue and the wake-up of its DTLS task,
+RtpPacket parsing and routing. Every other datagram (STUN, DTLS, RTCP, other SSRCs) still goes
+aioice's and aiortc's way. Pinned too: ``RTCDtlsTransport._rx_srtp``,
+``RTCIceTransport._connection``, aioice's ``_nominated`` and ``_queue``.
 """
 
 from __future__ import annotations
@@ -170,14 +171,16 @@ class RtpVoiceTap:
         fast path never overtakes a queued one."""
         dtls = receiver.transport
         connection = dtls.transport._connection  # aioice Connection of the RTCIceTransport
-        if not connection._queue.empty() or dtls._rx_srtp is None:
+        pair = connection._nominated.get(1)  # the ICE pair carrying the media
+        if not connection._queue.empty() or dtls._rx_srtp is None or pair is None:
             return
-        original = connection.data_received
+        protocol = pair.protocol
+        original = protocol.datagram_received
         srtp, key = dtls._rx_srtp, ssrc.to_bytes(4, "big")
 
-        def data_received(data: bytes, component: int) -> None:
+        def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
             if not (len(data) > 12 and 127 < data[0] < 192 and not 192 <= data[1] <= 208 and data[8:12] == key):
-                original(data, component)  # DTLS, RTCP, other streams: aiortc's way
+                original(data, addr)  # STUN, DTLS, RTCP, other streams: aioice's and aiortc's way
                 return
             try:
                 plain = srtp.unprotect(data)
@@ -187,7 +190,7 @@ class RtpVoiceTap:
             if payload is not None:
                 self.on_packet(int.from_bytes(plain[2:4], "big"), payload, time.perf_counter_ns())
 
-        setattr(connection, "data_received", data_received)  # noqa: B010  # instance override
+        setattr(protocol, "datagram_received", datagram_received)  # noqa: B010  # instance override
         self.fast = True
 
     def attach_audio(self, pc: RTCPeerConnection) -> None:
