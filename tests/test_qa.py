@@ -575,7 +575,8 @@ async def _negotiate(a: RTCPeerConnection, b: RTCPeerConnection) -> None:
 async def test_lean_sender_sends_a_continuous_stream_aiortc_decodes() -> None:
     """Two real aiortc peers, two lean tracks on one clock: each stream arrives with continuous
     sequence numbers and timestamps, the mid extension, the sound's packets in order (the
-    receiver decodes them: loud frames), and the clip marks timed as the packets left."""
+    receiver decodes them: loud frames), the clip marks timed as the packets left, and RTCP
+    sender reports that count them."""
     pcm = np.concatenate([np.zeros(9600, np.int16), np.tile(_tone(), 15), np.zeros(9600, np.int16)])
     sound = EncodedSound(pcm=pcm, packets=encode_opus(pcm))
     pairs: list[tuple[RTCPeerConnection, RTCPeerConnection]] = []
@@ -612,6 +613,11 @@ async def test_lean_sender_sends_a_continuous_stream_aiortc_decodes() -> None:
                 break
             await asyncio.sleep(0.02)
         assert len(LeanClock.current().streams) == 2
+        # The sender's RTCP sender reports count what the lean clock sent (the receiver saw them).
+        sent = [s for s in (await pairs[0][0].getSenders()[0].getStats()).values() if s.type == "outbound-rtp"]
+        heard = [s for s in (await pairs[0][1].getReceivers()[0].getStats()).values()
+                 if s.type == "remote-outbound-rtp"]
+        assert sent[0].packetsSent >= len(arrivals[0]) and heard and 0 < heard[0].packetsSent <= sent[0].packetsSent
     finally:
         for r in readers:
             r.cancel()
