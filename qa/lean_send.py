@@ -25,6 +25,7 @@ the sender's name-mangled SR counters); ``attach_lean_sender`` refuses any other
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
 import weakref
@@ -43,6 +44,7 @@ from qa.opus_track import FRAME_SAMPLES, OpusFileTrack
 
 AIORTC_VERSION = "1.16.0"  # the internals above were read in this version
 TICK_NS = 20_000_000
+logger = logging.getLogger(__name__)
 _SEQ_TS = struct.Struct("!HI")
 
 
@@ -167,7 +169,12 @@ class LeanClock:
         done: list[LeanStream] = []
         for stream in self.streams:
             track = stream.track
-            if track.readyState != "live" or not stream.send_next():
+            try:
+                sent = track.readyState == "live" and stream.send_next()
+            except Exception:  # one broken stream must not stop the clock of every session
+                logger.exception("lean clock: stream of SSRC %s stopped", stream.sender._ssrc)
+                sent = False
+            if not sent:
                 done.append(stream)
                 continue
             if lag_ms > track.max_lag_ms:

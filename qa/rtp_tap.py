@@ -88,7 +88,7 @@ class RtpVoiceTap:
         self.late = 0  # duplicates / out of order (dropped here; none on a healthy link)
         self.payload_bytes = 0
         self.decoded = 0  # packets decoded at sound/silence edges
-        self.fast = False  # packets taken at the ICE connection (see module doc)
+        self.fast = False  # packets taken straight off the socket (see module doc)
         self._max_seq: int | None = None
         self._pending: collections.deque[tuple[int, bytes, bool]] = collections.deque()
         self._recent: collections.deque[tuple[int, bytes, bool]] = collections.deque(  # seq, payload, after a gap
@@ -166,9 +166,9 @@ class RtpVoiceTap:
         setattr(receiver, "_handle_rtp_packet", handle)  # noqa: B010  # instance override, see module doc
 
     def _go_fast(self, receiver: RTCRtpReceiver, ssrc: int) -> None:
-        """From the next datagram on, take this stream's SRTP packets as the ICE connection
-        receives them (see module doc). Only once nothing is queued behind this packet, so the
-        fast path never overtakes a queued one."""
+        """From the next datagram on, take this stream's SRTP packets as the nominated ICE
+        pair's socket receives them (see module doc). Only once nothing is queued behind this
+        packet, so the fast path never overtakes a queued one."""
         dtls = receiver.transport
         connection = dtls.transport._connection  # aioice Connection of the RTCIceTransport
         pair = connection._nominated.get(1)  # the ICE pair carrying the media
