@@ -613,6 +613,7 @@ async def test_lean_sender_sends_a_continuous_stream_aiortc_decodes() -> None:
                 break
             await asyncio.sleep(0.02)
         assert len(LeanClock.current().streams) == 2
+        assert sum(1 for phase in LeanClock.current().phases if phase) == 2  # spread, not one burst
         # The sender's RTCP sender reports count what the lean clock sent (the receiver saw them).
         sent = [s for s in (await pairs[0][0].getSenders()[0].getStats()).values() if s.type == "outbound-rtp"]
         heard = [s for s in (await pairs[0][1].getReceivers()[0].getStats()).values()
