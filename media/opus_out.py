@@ -17,13 +17,18 @@ The QA light receive path (qa/rtp_tap.py) judges a packet silent by its size (â‰
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 import logging
+from typing import Any
 
 import av
 import numpy as np
+from aiortc import RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
+from media.lean_send import LeanStream, attach_lean_sender
 from media.outbound import FrameCallback, PacedAudioTrack
 from media.settings import MediaSettings
 
@@ -86,19 +91,20 @@ class OpusPacedTrack(PacedAudioTrack):
 
     async def recv(self) -> av.Packet:  # type: ignore[override]  # aiortc's sender takes Frame | Packet
         uid, pcm, pts = await self._next_pcm()
-        if uid is not None and pcm.any():
-            payload = self._encode(pcm, pts)
-            self._tail = True
-        elif self._tail:
-            payload = self._encode(self._zeros, pts)  # flush the lookahead: the sound's last 6.5 ms
-            self._tail = False
-        else:
-            payload = self._silence
-            self.stats["silent_packets"] += 1
-        packet = av.Packet(payload)
+        packet = av.Packet(self._payload(uid, pcm, pts))
         packet.pts = pts
         packet.time_base = self._time_base
         return packet
+
+    def _payload(self, uid: str | None, pcm: np.ndarray, pts: int) -> bytes:
+        if uid is not None and pcm.any():
+            self._tail = True
+            return self._encode(pcm, pts)
+        if self._tail:
+            self._tail = False
+            return self._encode(self._zeros, pts)  # flush the lookahead: the sound's last 6.5 ms
+        self.stats["silent_packets"] += 1
+        return self._silence
 
     def _encode(self, pcm: np.ndarray, pts: int) -> bytes:
         packets = self._encoder.encode(_frame(pcm, pts))
@@ -112,11 +118,54 @@ class OpusPacedTrack(PacedAudioTrack):
         return payload
 
 
+class ClockedOpusTrack(OpusPacedTrack):
+    """``OpusPacedTrack`` whose packets the event loop's shared 20 ms clock sends
+    (media/lean_send.py): ``next_payload()`` at each tick instead of a paced recv() per session.
+    aiortc's RTP task parks on recv() until the track stops."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.frame_samples = self.samples_per_frame  # RTP timestamp step per packet
+        self._stopped: asyncio.Future[None] | None = None
+
+    def next_payload(self, now_ns: int) -> bytes:
+        uid, pcm, pts = self.emit_frame()
+        return self._payload(uid, pcm, pts)
+
+    def bind(self, stream: LeanStream) -> None:
+        self.on_ready = stream.send_now  # a reply's first frame leaves at once, not at the next tick
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]  # never returns: the clock sends
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._stopped is None:
+            self._stopped = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._stopped)
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+
 def output_track(settings: MediaSettings, on_frame: FrameCallback | None = None) -> PacedAudioTrack:
-    """The customer's voice track the settings ask for (inline Opus, or frames aiortc encodes)."""
+    """The customer's voice track the settings ask for: inline Opus on the shared clock, inline
+    Opus paced per session, or frames aiortc encodes."""
+    if settings.output_opus_inline and settings.output_shared_clock:
+        return ClockedOpusTrack(sample_rate=settings.output_sample_rate, frame_ms=settings.output_frame_ms,
+                                on_frame=on_frame, bitrate=settings.opus_bitrate,
+                                complexity=settings.opus_complexity)
     if settings.output_opus_inline:
         return OpusPacedTrack.from_settings(settings, on_frame=on_frame)
     return PacedAudioTrack.from_settings(settings, on_frame=on_frame)
+
+
+def add_output_track(pc: RTCPeerConnection, track: PacedAudioTrack) -> None:
+    """``pc.addTrack(track)``, and a clocked track's sender joins the shared clock when it starts."""
+    pc.addTrack(track)
+    if isinstance(track, ClockedOpusTrack):
+        attach_lean_sender(pc, track, on_stream=track.bind)
 
 
 def _encoder(*, bitrate: int, complexity: int, frame_ms: int, application: str) -> av.AudioCodecContext:

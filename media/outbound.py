@@ -81,6 +81,9 @@ class PacedAudioTrack(AudioStreamTrack):
         # is ready instead of waiting up to one frame (10 ms on average) for the next slot.
         self._idle = True
         self._wake: asyncio.Future[None] | None = None
+        # Set by a shared clock that calls emit_frame() itself: audio ready while idle (a reply
+        # starts) makes it send that frame at once instead of at its next tick.
+        self.on_ready: Callable[[], None] | None = None
         self._pts = 0
         self._frame_index = 0
         self.stats = {"frames": 0, "audio_frames": 0, "underruns": 0, "late_resets": 0, "flushes": 0,
@@ -187,6 +190,12 @@ class PacedAudioTrack(AudioStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         await self._pace()
+        return self.emit_frame()
+
+    def emit_frame(self) -> tuple[str | None, np.ndarray, int]:
+        """The next frame, now: taken off the queue, with its playout bookkeeping and
+        ``on_frame`` done. recv() calls it at each paced slot; a shared clock (media/lean_send.py)
+        calls it at its own ticks instead."""
         uid, pcm = self._take_frame()
         self._idle = uid is None
         pts = self._pts
@@ -321,6 +330,10 @@ class PacedAudioTrack(AudioStreamTrack):
     def _wake_if_ready(self) -> None:
         if self._wake is not None and not self._wake.done() and self._head_ready():
             self._wake.set_result(None)
+        elif self.on_ready is not None and self._idle and self._head_ready():
+            self._idle = False  # once per reply start: the clock sends the first frame now
+            self.stats["early_starts"] += 1
+            self.on_ready()
 
     def _check_done(self, utt: _Utterance) -> None:
         if utt.ended and utt.queued == 0:

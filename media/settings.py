@@ -33,6 +33,9 @@ class MediaSettings(BaseModel):
     # of frames aiortc encodes: no per-frame level loop, no thread-pool hop, and the silence
     # between replies is one cached packet, never encoded. False: the stock aiortc path.
     output_opus_inline: bool = True
+    # With inline Opus: one 20 ms clock per process sends every session's packet straight to its
+    # transport (media/lean_send.py), instead of a paced track and aiortc's RTP task per session.
+    output_shared_clock: bool = True
     # Mono VoIP mode (hybrid SILK+CELT at these rates). en_monologue.wav (espeak), wideband PESQ
     # of the decoded speech / encode CPU per 20 ms frame on this box (its µs vary ±15 %):
     #   32 kbps: c0 2.53 / 180 µs, c5 3.52 / 280 µs, c10 3.92 / 340 µs (78 B a packet)

@@ -24,7 +24,7 @@ from coach.settings import ProviderSettings
 from coach.vad import ChunkBatcher, SileroVad
 from coach.vad_batch import VadBatcher
 from media.mux import RecordingMuxer
-from media.opus_out import output_track
+from media.opus_out import add_output_track, output_track
 from server.pipeline import SessionPipeline
 from server.protocol import ProtocolError
 from server.rooms import MediaContext
@@ -65,7 +65,7 @@ class PracticeSession(SessionPipeline):
             self.recorder.add_left(pcm, t_ns)
 
     async def start(self) -> None:
-        self.ctx.pc.addTrack(self.output)  # reuses the offer's audio transceiver (sendrecv)
+        add_output_track(self.ctx.pc, self.output)  # reuses the offer's audio transceiver (sendrecv)
         await self.agent.start()
         self.start_common(self._on_pcm)
 

@@ -1,0 +1,200 @@
+"""One 20 ms clock per event loop sends every session's outgoing audio packet, past aiortc's
+RTCRtpSender task (aiortc ==1.16.0 internals; ``attach_lean_sender`` refuses another version).
+
+Per 20 ms and per session, aiortc's RTP task awaits the track's recv() with its own timer, builds
+an RtpPacket, serializes it with its header extensions (two NTP clock reads), then goes through
+three coroutine layers (``RTCDtlsTransport._send_rtp``, ``RTCIceTransport``, aioice's
+``Connection.send``) to SRTP-protect and send it. Here one task wakes every 20 ms and, for each
+stream, asks its source for the next payload, patches sequence number and timestamp into a
+header serialized once, protects it with the transport's SRTP session and sends the datagram
+on the nominated ICE pair: a tick is one synchronous pass over all sessions.
+
+The stream is what aiortc would send: same SSRC, payload type, marker bit and mid extension;
+sequence numbers and timestamps continue by one and one frame per packet. Not sent: abs-send-time
+(a receiver reads it for video bandwidth estimation) and RTP retransmission history (audio
+negotiates no NACK). The RTCRtpSender still starts: its RTCP task reports and answers as usual
+with the counters kept here; its RTP task parks on the source track's recv() until it stops.
+
+A source may ask for a packet between ticks (``LeanStream.send_now``): the first frame of a
+reply leaves as soon as it is ready, the next ones on the shared ticks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+import weakref
+from typing import Any, Protocol
+
+import aiortc
+from aiortc import RTCPeerConnection, RTCRtpSender
+from aiortc import clock as rtc_clock
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtcrtpsender import random_sequence_number
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.utils import random32
+
+AIORTC_VERSION = "1.16.0"  # the internals used here were read in this version
+TICK_NS = 20_000_000
+MAX_LATE_TICKS = 5  # after a loop stall this far behind, skip the missed ticks (no long burst)
+log = logging.getLogger(__name__)
+_SEQ_TS = struct.Struct("!HI")
+
+
+class PacketSource(Protocol):
+    """What a lean stream sends: one payload per tick, ``frame_samples`` apart in RTP time."""
+
+    frame_samples: int
+
+    @property
+    def readyState(self) -> str: ...  # noqa: N802  # aiortc's MediaStreamTrack name
+
+    def next_payload(self, now_ns: int) -> bytes: ...
+
+
+class LeanStream:
+    """One session's outgoing RTP stream: header serialized once, packets sent by the clock."""
+
+    def __init__(self, sender: RTCRtpSender, source: PacketSource, parameters: RTCRtpSendParameters,
+                 clock: LeanClock) -> None:
+        self.sender = sender
+        self.source = source
+        self.clock = clock
+        self.transport = sender.transport  # RTCDtlsTransport
+        extensions = HeaderExtensionsMap()
+        extensions.configure(parameters)
+        payload_type = parameters.codecs[0].payloadType
+        if payload_type is None:
+            raise ValueError("the sender's codec has no payload type (not negotiated)")
+        template = RtpPacket(payload_type=payload_type, marker=1, ssrc=sender._ssrc)
+        template.extensions.mid = parameters.muxId
+        header = template.serialize(extensions)
+        self._head, self._tail = header[:2], header[8:]  # around sequence number + timestamp
+        self.sequence_number = random_sequence_number()  # as aiortc's sender: no early wrap
+        self.timestamp = random32()
+        self.packets = 0
+        self.octets = 0
+        self._addr: tuple[str, int] | None = None
+        self._pair: Any = None
+
+    def send_next(self, now_ns: int) -> bool:
+        """Protect and send the source's next packet as ``RTCDtlsTransport._send_rtp`` and
+        aioice's ``Connection.send`` would; False once the stream is over (track stopped or
+        transport no longer connected, when aiortc's RTP task would end too)."""
+        dtls = self.transport
+        pair = dtls.transport._connection._nominated.get(1)  # the ICE pair carrying the media
+        if self.source.readyState != "live" or dtls.state != "connected" or pair is None:
+            return False
+        payload = self.source.next_payload(now_ns)
+        data = self._head + _SEQ_TS.pack(self.sequence_number, self.timestamp) + self._tail + payload
+        self.sequence_number = (self.sequence_number + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + self.source.frame_samples) & 0xFFFFFFFF
+        self.packets += 1
+        self.octets += len(payload)
+        if pair is not self._pair:
+            self._pair, self._addr = pair, pair.remote_addr
+        pair.protocol.transport.sendto(dtls._tx_srtp.protect(data), self._addr)
+        return True
+
+    def send_now(self) -> None:
+        """A packet between ticks (a reply's first frame); the next one goes at the next tick."""
+        if self in self.clock.streams:
+            self.clock.send(self, time.perf_counter_ns(), rtc_clock.current_ntp_time())
+
+    def report_sent(self, ntp_time: int) -> None:
+        """Keep the sender's RTCP sender-report counters as its own RTP task would."""
+        s = self.sender
+        s._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
+        s._RTCRtpSender__rtp_timestamp = (self.timestamp - self.source.frame_samples) & 0xFFFFFFFF  # type: ignore[attr-defined]
+        s._RTCRtpSender__packet_count = self.packets  # type: ignore[attr-defined]
+        s._RTCRtpSender__octet_count = self.octets  # type: ignore[attr-defined]
+
+
+class LeanClock:
+    """The one 20 ms clock of an event loop: each tick sends one packet of every stream.
+
+    Paced on perf_counter; a tick that comes late (a busy loop) is caught up at once, and
+    after a stall of more than ``MAX_LATE_TICKS`` the missed ticks are skipped (counted)."""
+
+    _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeanClock] = weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self.streams: list[LeanStream] = []
+        self.ticks = 0
+        self.late_resets = 0
+        self.max_lag_ms = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def current(cls) -> LeanClock:
+        loop = asyncio.get_running_loop()
+        clock = cls._clocks.get(loop)
+        if clock is None:
+            clock = cls._clocks[loop] = cls()
+        return clock
+
+    def add(self, stream: LeanStream) -> None:
+        self.streams.append(stream)
+        if self._task is None or self._task.done():  # ends by itself when no stream is left
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="lean-clock")
+
+    async def _run(self) -> None:
+        start = time.perf_counter_ns()
+        tick = 0
+        while self.streams:
+            now = time.perf_counter_ns()
+            wait_ns = start + tick * TICK_NS - now
+            if wait_ns > 0:
+                await asyncio.sleep(wait_ns / 1e9)
+            elif -wait_ns > MAX_LATE_TICKS * TICK_NS:
+                self.late_resets += 1
+                start, tick = now, 0
+            else:
+                self.max_lag_ms = max(self.max_lag_ms, -wait_ns / 1e6)
+            tick += 1
+            self.ticks += 1
+            self._send_all()
+
+    def _send_all(self) -> None:
+        now_ns, ntp_time = time.perf_counter_ns(), rtc_clock.current_ntp_time()  # once per tick
+        for stream in list(self.streams):
+            self.send(stream, now_ns, ntp_time)
+
+    def send(self, stream: LeanStream, now_ns: int, ntp_time: int) -> None:
+        try:
+            sent = stream.send_next(now_ns)
+        except Exception:  # one broken stream must not stop the clock of every session
+            log.exception("lean clock: stream of SSRC %s stopped", stream.sender._ssrc)
+            sent = False
+        if sent:
+            stream.report_sent(ntp_time)
+        elif stream in self.streams:
+            self.streams.remove(stream)
+
+
+def attach_lean_sender(pc: RTCPeerConnection, source: PacketSource, on_stream: Any = None) -> None:
+    """Send ``source``'s packets on the loop's lean clock once its sender starts; call after
+    ``pc.addTrack(source)`` and before the answer. ``on_stream(stream)`` is told the stream."""
+    if aiortc.__version__ != AIORTC_VERSION:
+        raise RuntimeError(f"media/lean_send.py reaches into aiortc {AIORTC_VERSION} internals; "
+                           f"aiortc {aiortc.__version__} is installed: re-check them, then the pin")
+    sender = next((t.sender for t in pc.getTransceivers() if t.sender.track is source), None)
+    if sender is None:
+        raise ValueError("the source has no sender on this peer connection")
+    original = sender.send
+    started = False
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        nonlocal started
+        await original(parameters)
+        if not started:
+            started = True
+            clock = LeanClock.current()
+            stream = LeanStream(sender, source, parameters, clock)
+            clock.add(stream)
+            if on_stream is not None:
+                on_stream(stream)
+
+    setattr(sender, "send", send)  # noqa: B010  # instance override, see the module doc
