@@ -114,7 +114,7 @@ async def test_tone_over_real_peers_with_cached_silence_and_flush() -> None:
     a, b = create_peer_connection(settings), create_peer_connection(settings)
     a.addTrack(track)
     rtp: list[tuple[int, int, int]] = []  # sequence number, timestamp, payload size as received
-    decoded: dict[int, np.ndarray] = {}  # decoded pts → left channel
+    decoded: dict[int, np.ndarray] = {}  # decoded pts → samples (the left channel if stereo)
     reader: asyncio.Task[None] | None = None
 
     @b.on("track")
@@ -132,7 +132,8 @@ async def test_tone_over_real_peers_with_cached_silence_and_flush() -> None:
         async def read() -> None:
             while True:
                 frame = await remote.recv()
-                decoded[frame.pts] = frame.to_ndarray().reshape(-1)[::2].copy()
+                pcm = frame.to_ndarray().reshape(-1)
+                decoded[frame.pts] = (pcm[::2] if len(frame.layout.channels) == 2 else pcm).copy()
 
         reader = asyncio.create_task(read())
 
