@@ -173,8 +173,12 @@ def start_workers(n: int, fake_url: str, data_dir: str, redis_url: str | None,
 
 
 def run_level(n: int, turns: int, workers: list[tuple[subprocess.Popen, str]], client_procs: int,
-              out_dir: str, timeout_s: float, warmup: bool = False) -> dict:
-    """One concurrency level: split n sessions over client processes and workers, merge the JSON."""
+              out_dir: str, timeout_s: float, warmup: bool = False, ramp_s: float | None = None) -> dict:
+    """One concurrency level: split n sessions over client processes and workers, merge the JSON.
+
+    ``ramp_s``: the n sessions start evenly spread over that many seconds, interleaved across the
+    client processes (independent users; a whole turn cycle apart they do not talk in step).
+    Default: a short ramp, min(5, 0.1 s per session) within each process."""
     procs = client_procs or max(1, min(4, (n + 9) // 10))
     share = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
     cpu0 = {p.pid: cpu_s(p.pid) for p, _ in workers}
@@ -182,12 +186,15 @@ def run_level(n: int, turns: int, workers: list[tuple[subprocess.Popen, str]], c
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     clients = []
+    started = time.monotonic()
     for i, k in enumerate(s for s in share if s):
+        if ramp_s:  # each process spreads its sessions over ramp_s, offset by i slots of ramp_s / n
+            time.sleep(max(0.0, started + i * ramp_s / n - time.monotonic()))
         url = workers[i % len(workers)][1]
         out = os.path.join(out_dir, f"{'warm' if warmup else 'n'}{n}-c{i}.json")
         argv = ["--url", url, "--sessions", str(k), "--turns", str(turns),
                 "--prompt", str(FIXTURES / "en_question.wav"), "--barge-in", str(FIXTURES / "en_interrupt.wav"),
-                "--scenario", "skincare-sensitive-en", "--ramp", str(min(5.0, 0.1 * k)), "--json", out,
+                "--scenario", "skincare-sensitive-en", "--ramp", str(ramp_s or min(5.0, 0.1 * k)), "--json", out,
                 "--quiet", "--reply-timeout", "20", *(["--light"] if LIGHT_CLIENTS else [])]
         # Clients go on the core(s) the workers do not use, when there is one.
         spare = set(range(os.cpu_count() or 1)) - {w % (os.cpu_count() or 1) for w in range(len(workers))}
@@ -250,6 +257,8 @@ def main() -> int:
     ap.add_argument("--instant", action="store_true", help="zero-delay fake providers (issue 14 target)")
     ap.add_argument("--light", action="store_true", help="cheap clients (packet-size voice detection)")
     ap.add_argument("--level-timeout", type=float, default=150.0, help="seconds per level at most")
+    ap.add_argument("--ramp", type=float, default=None, metavar="S",
+                    help="spread each level's session starts over S seconds (default: min(5, 0.1 s per session))")
     args = ap.parse_args()
     global LIGHT_CLIENTS
     LIGHT_CLIENTS = args.light
@@ -277,7 +286,8 @@ def main() -> int:
                 results.append({"sessions": n, "skipped": "time budget used up"})
                 continue
             sys.stderr.write(f"[bench] level n={n} ({left:.0f} s budget left)\n")
-            results.append(run_level(n, args.turns, workers, args.client_procs, data_dir, min(left, args.level_timeout)))
+            results.append(run_level(n, args.turns, workers, args.client_procs, data_dir, min(left, args.level_timeout),
+                                     ramp_s=args.ramp))
             sys.stderr.write(f"[bench] {json.dumps(results[-1])}\n")
     finally:
         stop_processes([proc for proc, _ in workers])

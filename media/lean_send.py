@@ -44,9 +44,11 @@ _SEQ_TS = struct.Struct("!HI")
 
 
 class PacketSource(Protocol):
-    """What a lean stream sends: one payload per tick, ``frame_samples`` apart in RTP time."""
+    """What a lean stream sends: one payload per tick, ``frame_samples`` apart in RTP time;
+    ``max_lag_ms`` is kept by the clock (its worst lateness against the 20 ms schedule)."""
 
     frame_samples: int
+    max_lag_ms: float
 
     @property
     def readyState(self) -> str: ...  # noqa: N802  # aiortc's MediaStreamTrack name
@@ -100,7 +102,7 @@ class LeanStream:
 
     def send_now(self) -> None:
         """A packet between ticks (a reply's first frame); the next one goes at the next tick."""
-        if self in self.clock.streams:
+        if self.clock.has(self):
             self.clock.send(self, time.perf_counter_ns(), rtc_clock.current_ntp_time())
 
     def report_sent(self, ntp_time: int) -> None:
@@ -113,56 +115,72 @@ class LeanStream:
 
 
 class LeanClock:
-    """The one 20 ms clock of an event loop: each tick sends one packet of every stream.
+    """The 20 ms clock of an event loop: every stream sends one packet per 20 ms.
 
-    Paced on perf_counter; a tick that comes late (a busy loop) is caught up at once, and
-    after a stall of more than ``MAX_LATE_TICKS`` the missed ticks are skipped (counted)."""
+    The streams may be spread over ``phases`` evenly spaced phases of the period (a joining
+    stream takes the emptiest): the QA load generator uses 5, so a server fed by many simulated
+    trainees gets their packets at spread-out times as from real clients, not all in one
+    instant. Paced on perf_counter; a phase that comes late (a busy loop) goes out at once
+    (each source's ``max_lag_ms`` records it), and after a stall of more than
+    ``MAX_LATE_TICKS`` periods the missed ones are skipped (``late_resets``)."""
 
-    _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeanClock] = weakref.WeakKeyDictionary()
+    _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LeanClock]] = weakref.WeakKeyDictionary()
 
-    def __init__(self) -> None:
-        self.streams: list[LeanStream] = []
+    def __init__(self, phases: int = 1) -> None:
+        if not 1 <= phases <= 20:
+            raise ValueError(f"phases must be 1..20, got {phases}")
+        self.phases: list[list[LeanStream]] = [[] for _ in range(phases)]
         self.ticks = 0
         self.late_resets = 0
-        self.max_lag_ms = 0.0
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def streams(self) -> list[LeanStream]:
+        return [stream for phase in self.phases for stream in phase]
+
     @classmethod
-    def current(cls) -> LeanClock:
-        loop = asyncio.get_running_loop()
-        clock = cls._clocks.get(loop)
+    def current(cls, phases: int = 1) -> LeanClock:
+        """This event loop's clock with that many phases (made on first use)."""
+        clocks = cls._clocks.setdefault(asyncio.get_running_loop(), {})
+        clock = clocks.get(phases)
         if clock is None:
-            clock = cls._clocks[loop] = cls()
+            clock = clocks[phases] = cls(phases)
         return clock
 
     def add(self, stream: LeanStream) -> None:
-        self.streams.append(stream)
+        min(self.phases, key=len).append(stream)
         if self._task is None or self._task.done():  # ends by itself when no stream is left
             self._task = asyncio.get_running_loop().create_task(self._run(), name="lean-clock")
 
+    def has(self, stream: LeanStream) -> bool:
+        return any(stream in phase for phase in self.phases)
+
     async def _run(self) -> None:
+        step_ns = TICK_NS // len(self.phases)
         start = time.perf_counter_ns()
-        tick = 0
-        while self.streams:
+        step = 0
+        while any(self.phases):
+            index = step
+            step += 1
+            phase = self.phases[index % len(self.phases)]
+            if not phase:
+                continue
             now = time.perf_counter_ns()
-            wait_ns = start + tick * TICK_NS - now
+            wait_ns = start + index * step_ns - now
+            lag_ms = 0.0
             if wait_ns > 0:
                 await asyncio.sleep(wait_ns / 1e9)
-            elif -wait_ns > MAX_LATE_TICKS * TICK_NS:
-                self.late_resets += 1
-                start, tick = now, 0
             else:
-                self.max_lag_ms = max(self.max_lag_ms, -wait_ns / 1e6)
-            tick += 1
+                lag_ms = -wait_ns / 1e6
+                if -wait_ns > MAX_LATE_TICKS * TICK_NS:
+                    self.late_resets += 1
+                    start = now - index * step_ns  # this phase is due now; the missed ones are skipped
             self.ticks += 1
-            self._send_all()
+            now_ns, ntp_time = time.perf_counter_ns(), rtc_clock.current_ntp_time()  # once per phase
+            for stream in list(phase):
+                self.send(stream, now_ns, ntp_time, lag_ms)
 
-    def _send_all(self) -> None:
-        now_ns, ntp_time = time.perf_counter_ns(), rtc_clock.current_ntp_time()  # once per tick
-        for stream in list(self.streams):
-            self.send(stream, now_ns, ntp_time)
-
-    def send(self, stream: LeanStream, now_ns: int, ntp_time: int) -> None:
+    def send(self, stream: LeanStream, now_ns: int, ntp_time: int, lag_ms: float = 0.0) -> None:
         try:
             sent = stream.send_next(now_ns)
         except Exception:  # one broken stream must not stop the clock of every session
@@ -170,13 +188,19 @@ class LeanClock:
             sent = False
         if sent:
             stream.report_sent(ntp_time)
-        elif stream in self.streams:
-            self.streams.remove(stream)
+            if lag_ms > stream.source.max_lag_ms:
+                stream.source.max_lag_ms = lag_ms
+            return
+        for phase in self.phases:
+            if stream in phase:
+                phase.remove(stream)
 
 
-def attach_lean_sender(pc: RTCPeerConnection, source: PacketSource, on_stream: Any = None) -> None:
-    """Send ``source``'s packets on the loop's lean clock once its sender starts; call after
-    ``pc.addTrack(source)`` and before the answer. ``on_stream(stream)`` is told the stream."""
+def attach_lean_sender(pc: RTCPeerConnection, source: PacketSource, on_stream: Any = None,
+                       phases: int = 1) -> None:
+    """Send ``source``'s packets on the loop's lean clock (with ``phases``) once its sender
+    starts; call after ``pc.addTrack(source)`` and before the offer/answer. ``on_stream(stream)``
+    is told the stream."""
     if aiortc.__version__ != AIORTC_VERSION:
         raise RuntimeError(f"media/lean_send.py reaches into aiortc {AIORTC_VERSION} internals; "
                            f"aiortc {aiortc.__version__} is installed: re-check them, then the pin")
@@ -191,7 +215,7 @@ def attach_lean_sender(pc: RTCPeerConnection, source: PacketSource, on_stream: A
         await original(parameters)
         if not started:
             started = True
-            clock = LeanClock.current()
+            clock = LeanClock.current(phases)
             stream = LeanStream(sender, source, parameters, clock)
             clock.add(stream)
             if on_stream is not None:

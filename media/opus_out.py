@@ -126,6 +126,7 @@ class ClockedOpusTrack(OpusPacedTrack):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.frame_samples = self.samples_per_frame  # RTP timestamp step per packet
+        self.max_lag_ms = 0.0  # the clock's worst lateness sending this track
         self._stopped: asyncio.Future[None] | None = None
 
     def next_payload(self, now_ns: int) -> bytes:

@@ -350,13 +350,14 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket  # noqa: E402
 from av import AudioFrame  # noqa: E402
 
+from media.lean_send import LeanClock  # noqa: E402
 from media.peer import create_peer_connection  # noqa: E402
 from media.settings import MediaSettings  # noqa: E402
 from qa.audio import OUT_RATE  # noqa: E402
 from qa.client import LivecoachClient  # noqa: E402
 from qa.client_procs import merge_runs, parse_cpus  # noqa: E402
 from qa.detect import DEFAULT_ON_DBFS, level_dbfs  # noqa: E402
-from qa.lean_send import LeanClock, LeanOpusTrack, attach_lean_sender  # noqa: E402
+from qa.lean_send import PHASES, LeanOpusTrack, attach_lean_sender  # noqa: E402
 from qa.opus_track import EncodedSound, OpusFileTrack, encode_opus, encoded_sound, silent_packet  # noqa: E402
 from qa.rtp_tap import RtpVoiceTap, opus_voiced, rtp_payload  # noqa: E402
 from qa.server_api import get_token  # noqa: E402
@@ -612,8 +613,8 @@ async def test_lean_sender_sends_a_continuous_stream_aiortc_decodes() -> None:
             if all(t.idle for t in tracks) and all(len(x) > 80 for x in arrivals):
                 break
             await asyncio.sleep(0.02)
-        assert len(LeanClock.current().streams) == 2
-        assert sum(1 for phase in LeanClock.current().phases if phase) == 2  # spread, not one burst
+        assert len(LeanClock.current(PHASES).streams) == 2
+        assert sum(1 for phase in LeanClock.current(PHASES).phases if phase) == 2  # spread, not one burst
         # The sender's RTCP sender reports count what the lean clock sent (the receiver saw them).
         sent = [s for s in (await pairs[0][0].getSenders()[0].getStats()).values() if s.type == "outbound-rtp"]
         heard = [s for s in (await pairs[0][1].getReceivers()[0].getStats()).values()
@@ -642,10 +643,10 @@ async def test_lean_sender_sends_a_continuous_stream_aiortc_decodes() -> None:
         assert got[first][5] - 20 * MS < clip.onset_ns <= got[first][5]  # sent just before it arrived
         assert sum(level > DEFAULT_ON_DBFS for level in levels[k]) >= 14  # the tone, decoded by aiortc
     for _ in range(50):  # closed peers leave the clock at its next tick
-        if not LeanClock.current().streams:
+        if not LeanClock.current(PHASES).streams:
             break
         await asyncio.sleep(0.02)
-    assert not LeanClock.current().streams and all(t.readyState == "ended" for t in tracks)
+    assert not LeanClock.current(PHASES).streams and all(t.readyState == "ended" for t in tracks)
 
 
 def test_rtp_payload_cuts_what_aiortc_parses() -> None:
