@@ -18,11 +18,13 @@ import weakref
 import numpy as np
 
 from coach.agent import CustomerAgent
+from coach.contracts import COACH_SAMPLE_RATE
 from coach.providers.factory import Providers, build_providers
 from coach.scenarios import Scenario, ScenarioError, get_scenario
 from coach.settings import ProviderSettings
 from coach.vad import ChunkBatcher, SileroVad
 from coach.vad_batch import VadBatcher
+from media.inline_decode import decode_received_audio_at
 from media.mux import RecordingMuxer
 from media.opus_out import add_output_track, output_track
 from server.pipeline import SessionPipeline
@@ -65,6 +67,8 @@ class PracticeSession(SessionPipeline):
             self.recorder.add_left(pcm, t_ns)
 
     async def start(self) -> None:
+        # The trainee's audio only feeds the coach and the recording, both at 16 kHz.
+        decode_received_audio_at(self.ctx.pc, COACH_SAMPLE_RATE)
         add_output_track(self.ctx.pc, self.output)  # reuses the offer's audio transceiver (sendrecv)
         await self.agent.start()
         self.start_common(self._on_pcm)
