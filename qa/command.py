@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -171,6 +172,10 @@ def main(argv: list[str]) -> int:
             except ValueError as exc:
                 return _usage(parser, str(exc))
     say = _progress(args.quiet)
+    # As the server does (server/serving.py): start-up objects out of the collector's way, so a
+    # full collection does not stall the clients' loop (a stall reads as a gap in the reply).
+    gc.collect()
+    gc.freeze()
     try:
         runs = _load_runs(args.from_json) if args.from_json else asyncio.run(run_levels(args, say))
     except _UsageError as exc:
