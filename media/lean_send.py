@@ -26,11 +26,12 @@ import logging
 import struct
 import time
 import weakref
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import aiortc
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc import clock as rtc_clock
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import random_sequence_number
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
@@ -54,6 +55,25 @@ class PacketSource(Protocol):
     def readyState(self) -> str: ...  # noqa: N802  # aiortc's MediaStreamTrack name
 
     def next_payload(self, now_ns: int) -> bytes: ...
+
+
+class Parking:
+    """Where aiortc's RTP task waits in a clock-sent track's recv(): until the track stops, then
+    ``MediaStreamError`` (as from any stopped track), so the task ends and releases the sender."""
+
+    def __init__(self) -> None:
+        self._stopped: asyncio.Future[None] | None = None
+
+    async def wait(self, live: bool) -> NoReturn:
+        if live:
+            if self._stopped is None:
+                self._stopped = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._stopped)
+        raise MediaStreamError
+
+    def release(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
 
 
 class LeanStream:

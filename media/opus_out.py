@@ -17,7 +17,6 @@ The QA light receive path (qa/rtp_tap.py) judges a packet silent by its size (â‰
 
 from __future__ import annotations
 
-import asyncio
 import fractions
 import logging
 from typing import Any
@@ -25,10 +24,9 @@ from typing import Any
 import av
 import numpy as np
 from aiortc import RTCPeerConnection
-from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
-from media.lean_send import LeanStream, attach_lean_sender
+from media.lean_send import LeanStream, Parking, attach_lean_sender
 from media.outbound import FrameCallback, PacedAudioTrack
 from media.settings import MediaSettings
 
@@ -127,7 +125,7 @@ class ClockedOpusTrack(OpusPacedTrack):
         super().__init__(**kwargs)
         self.frame_samples = self.samples_per_frame  # RTP timestamp step per packet
         self.max_lag_ms = 0.0  # the clock's worst lateness sending this track
-        self._stopped: asyncio.Future[None] | None = None
+        self._parking = Parking()
 
     def next_payload(self, now_ns: int) -> bytes:
         uid, pcm, pts = self.emit_frame()
@@ -137,17 +135,11 @@ class ClockedOpusTrack(OpusPacedTrack):
         self.on_ready = stream.send_now  # a reply's first frame leaves at once, not at the next tick
 
     async def recv(self) -> av.Packet:  # type: ignore[override]  # never returns: the clock sends
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._stopped is None:
-            self._stopped = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._stopped)
-        raise MediaStreamError
+        await self._parking.wait(self.readyState == "live")
 
     def stop(self) -> None:
         super().stop()
-        if self._stopped is not None and not self._stopped.done():
-            self._stopped.set_result(None)
+        self._parking.release()
 
 
 def output_track(settings: MediaSettings, on_frame: FrameCallback | None = None) -> PacedAudioTrack:

@@ -11,12 +11,11 @@ a server fed by real clients gets their packets at random phases, not all in one
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiortc import RTCPeerConnection
-from aiortc.mediastreams import MediaStreamError
 
+from media.lean_send import Parking
 from media.lean_send import attach_lean_sender as attach_to_clock
 from qa.opus_track import FRAME_SAMPLES, OpusFileTrack
 
@@ -31,20 +30,14 @@ class LeanOpusTrack(OpusFileTrack):
 
     def __init__(self) -> None:
         super().__init__()
-        self._stopped: asyncio.Future[None] | None = None
+        self._parking = Parking()
 
     async def recv(self) -> Any:  # never a frame: the lean clock sends this track's packets
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._stopped is None:
-            self._stopped = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._stopped)
-        raise MediaStreamError
+        await self._parking.wait(self.readyState == "live")
 
     def stop(self) -> None:
         super().stop()
-        if self._stopped is not None and not self._stopped.done():
-            self._stopped.set_result(None)
+        self._parking.release()
 
 
 def attach_lean_sender(pc: RTCPeerConnection, track: LeanOpusTrack) -> None:
