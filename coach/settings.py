@@ -73,9 +73,11 @@ class WhisperSettings(BaseModel):
     # encoder's cost follows the window (coach/providers/whisper_window.py; ~3-4x faster).
     fit_window: bool = True
     # Turns too long for a fitted window (a streamer's pitch) decode on 30 s windows with this
-    # beam: on the 25 s espeak pitch beam 2 read "no questions asked" as "no question masked"
-    # (WER 0.108), beam 3 got 0.096 in the same ~1.4-1.9 s; a long turn can afford it.
-    long_turn_beam_size: int = Field(default=3, ge=1)
+    # beam. On the 25 s espeak pitch (faster-whisper 1.2.1, ctranslate2 4.8.5) beam 2 / 3 / 4 / 5
+    # gave WER 0.096 / 0.120 / 0.060 / 0.060 ("ninety nine yuan" heard as "high and I'm new and"
+    # below 4), beam 4 in the same ~3.5 s as beam 3; with an earlier ctranslate2 beam 3 gave
+    # 0.096 and beam 2 0.108. A long turn can afford the wider beam.
+    long_turn_beam_size: int = Field(default=4, ge=1)
 
 
 class EspeakSettings(BaseModel):
