@@ -65,8 +65,8 @@ class SileroVad:
         return VadStream(self)
 
     def _run(self, x: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
-        out, new_state = self.session.run(None, {"input": x, "state": state, "sr": self._sr})
-        return float(out[0, 0]), new_state
+        probs, new_state = self.run_batch(x, state)
+        return float(probs[0]), new_state
 
     def run_batch(self, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of several streams at once: ``x`` (B, 576), ``state`` (2, B, 128) → probabilities

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,7 +29,6 @@ class BatchStats:
     rows: int = 0
     max_rows: int = 0
     failures: int = 0
-    row_counts: collections.Counter[int] = field(default_factory=collections.Counter)
 
     @property
     def mean_rows(self) -> float:
@@ -142,5 +141,4 @@ class VadBatcher:
         st.calls += 1
         st.rows += rows
         st.max_rows = max(st.max_rows, rows)
-        st.row_counts[rows] += 1
         return probs

@@ -28,12 +28,11 @@ from av import AudioFrame
 
 from media.lean_send import LeanStream, Parking, attach_lean_sender
 from media.outbound import FrameCallback, PacedAudioTrack
-from media.settings import MediaSettings
+from media.settings import OPUS_FRAME_MS, MediaSettings
 
 log = logging.getLogger(__name__)
 
-OPUS_FRAME_MS = (10, 20, 40, 60)  # libopus frame durations a track's frame_ms may take here
-SILENT_PACKET_MAX_BYTES = 8  # qa/rtp_tap.py SILENT_OPUS_MAX_BYTES: the size its detector calls silence
+SILENT_PACKET_MAX_BYTES = 8  # the size a receiver may call digital silence (qa/rtp_tap.py's light detector does)
 _SILENCE: dict[int, bytes] = {}
 
 
@@ -146,9 +145,7 @@ def output_track(settings: MediaSettings, on_frame: FrameCallback | None = None)
     """The customer's voice track the settings ask for: inline Opus on the shared clock, inline
     Opus paced per session, or frames aiortc encodes."""
     if settings.output_opus_inline and settings.output_shared_clock:
-        return ClockedOpusTrack(sample_rate=settings.output_sample_rate, frame_ms=settings.output_frame_ms,
-                                on_frame=on_frame, bitrate=settings.opus_bitrate,
-                                complexity=settings.opus_complexity)
+        return ClockedOpusTrack.from_settings(settings, on_frame=on_frame)
     if settings.output_opus_inline:
         return OpusPacedTrack.from_settings(settings, on_frame=on_frame)
     return PacedAudioTrack.from_settings(settings, on_frame=on_frame)

@@ -6,6 +6,8 @@ import ipaddress
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+OPUS_FRAME_MS = (10, 20, 40, 60)  # the frame durations libopus codes (at 48 kHz, the Opus RTP clock)
+
 
 class IceServer(BaseModel):
     urls: list[str] | str
@@ -69,8 +71,7 @@ class MediaSettings(BaseModel):
 
     @model_validator(mode="after")
     def _opus_frame(self) -> "MediaSettings":
-        # libopus codes 10/20/40/60 ms frames at 48 kHz (the Opus RTP clock)
-        opus_ok = self.output_frame_ms in (10, 20, 40, 60) and self.output_sample_rate == 48_000
+        opus_ok = self.output_frame_ms in OPUS_FRAME_MS and self.output_sample_rate == 48_000
         if self.output_opus_inline and not opus_ok:
             raise ValueError("output_opus_inline needs output_frame_ms in 10/20/40/60 and output_sample_rate 48000")
         return self

@@ -44,10 +44,13 @@ import pylibsrtp
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
+from media.opus_out import SILENT_PACKET_MAX_BYTES
 from media.peer import get_jitter_prefetch
 from qa.detect import ReceivedAudioMonitor, level_dbfs
 
-SILENT_OPUS_MAX_BYTES = 8  # CELT digital silence is 3 bytes; sound is tens to hundreds
+# CELT digital silence is 3 bytes; sound is tens to hundreds. One bound with the server's
+# silence packet (media/opus_out.py checks its packet against it).
+SILENT_OPUS_MAX_BYTES = SILENT_PACKET_MAX_BYTES
 WARMUP_PACKETS = 16  # a fresh decoder's band-energy prediction has settled after ~16 frames
 _TIME_BASE = fractions.Fraction(1, 48_000)
 
