@@ -69,8 +69,11 @@ sys.path.insert(0, sys.argv[1])
 from aiohttp import web
 import server.practice as practice
 from server.app import make_app
-from server.event_loop import loop_runner
 from server.settings import load_settings
+try:
+    from server.event_loop import loop_runner
+except ImportError:  # an older checkout (bench_profile --server-root): plain asyncio
+    loop_runner = lambda _name: asyncio.run
 
 async def main(port):
     settings = load_settings()
@@ -86,7 +89,7 @@ async def main(port):
     await stop.wait()
     await runner.cleanup()
 
-loop_runner(load_settings().server.event_loop)(main(int(sys.argv[2])))
+loop_runner(getattr(load_settings().server, "event_loop", "asyncio"))(main(int(sys.argv[2])))
 """
 
 
@@ -141,7 +144,7 @@ def wait_http(url: str, timeout_s: float) -> None:
 
 
 def start_workers(n: int, fake_url: str, data_dir: str, redis_url: str | None,
-                  pin_cores: bool) -> list[tuple[subprocess.Popen, str]]:
+                  pin_cores: bool, server_root: Path = ROOT) -> list[tuple[subprocess.Popen, str]]:
     workers = []
     ncpu = os.cpu_count() or 1
     for i in range(n):
@@ -163,8 +166,8 @@ def start_workers(n: int, fake_url: str, data_dir: str, redis_url: str | None,
             env["REDIS_URL"] = redis_url
         os.makedirs(env["LIVECOACH_SERVER__DATA_DIR"], exist_ok=True)
         cpus = {i % ncpu} if pin_cores else None
-        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(ROOT), str(port)], env=env,
-                                cwd=ROOT, stdout=subprocess.DEVNULL, preexec_fn=pin(cpus),
+        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(server_root), str(port)], env=env,
+                                cwd=server_root, stdout=subprocess.DEVNULL, preexec_fn=pin(cpus),
                                 stderr=open(os.path.join(data_dir, f"w{i}.log"), "w"))
         workers.append((proc, f"http://127.0.0.1:{port}"))
     for proc, url in workers:

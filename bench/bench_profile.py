@@ -12,6 +12,11 @@ category (first rule that matches anywhere in the stack, in the order of CATEGOR
 
 Prints one JSON document: per level, server % of a core in total and per session; at the
 profiled level, % of samples and % of a core per session for each category.
+
+``--server-root DIR`` serves another checkout (a git worktree of a baseline commit) with this
+checkout's clients: per-thread speed differs between machines (a busy 2-core box measured the
+same commit at twice the CPU of a quiet one), so a cut is shown against its baseline on the same
+machine in the same hour. The JSON names the served commit.
 """
 
 from __future__ import annotations
@@ -81,6 +86,18 @@ def read_raw(path: Path) -> Counter[str]:
         if stack and count.isdigit():
             counts[categorize(stack)] += int(count)
     return counts
+
+
+def _commit(root: Path) -> str | None:
+    """The served checkout's commit (+ "-dirty" with uncommitted changes), None outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
 
 
 def _health(url: str) -> dict:
@@ -169,6 +186,9 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=20.0, help="steady window per level, seconds")
     ap.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio", help="the server's loop")
     ap.add_argument("--clients", choices=tuple(CLIENT_MODES), default="light", help="how the QA clients send/receive")
+    ap.add_argument("--server-root", type=Path, default=ROOT,
+                    help="serve from another checkout (e.g. a git worktree of a baseline commit) to compare "
+                         "on the same machine; the clients stay this checkout's")
     args = ap.parse_args()
     global CLIENT_MODE
     CLIENT_MODE = args.clients
@@ -183,7 +203,8 @@ def main() -> int:
     workers: list[tuple[subprocess.Popen, str]] = []
     results = []
     try:
-        workers = start_workers(1, fake_url, data_dir, None, pin_cores=two_cores)
+        workers = start_workers(1, fake_url, data_dir, None, pin_cores=two_cores,
+                                server_root=args.server_root.resolve())
         server, url = workers[0]
         for n in (int(x) for x in args.levels.split(",")):
             sys.stderr.write(f"[profile] level n={n}\n")
@@ -193,7 +214,7 @@ def main() -> int:
     finally:
         stop_processes([proc for proc, _ in workers], 15)
         stop_stdin_child(fake)
-    print(json.dumps({"bench": "profile", "pinned": two_cores, "event_loop": args.event_loop, "clients": args.clients, "levels": results,
+    print(json.dumps({"bench": "profile", "server_commit": _commit(args.server_root), "pinned": two_cores, "event_loop": args.event_loop, "clients": args.clients, "levels": results,
                       "note": "server pinned to CPU 0, clients + fake provider to CPU 1; shared machine"},
                      indent=1))
     return 0
