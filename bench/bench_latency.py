@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -175,6 +176,28 @@ def start_workers(n: int, fake_url: str, data_dir: str, redis_url: str | None,
     return workers
 
 
+def check_records(reads: list[tuple[str, dict]], timeout_s: float = 30.0) -> dict:
+    """Every finished session's record, read back through ``url`` (with several workers, one that
+    did not serve it: the record came through the shared store). Complete = it has its report
+    and at least the turns the client measured. Records are written as sessions close: wait."""
+    pending = {(url, s["session_id"]): s["turns"] for url, s in reads if s.get("session_id")}
+    complete, deadline = 0, time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for (url, sid), turns in list(pending.items()):
+            try:
+                with urllib.request.urlopen(f"{url}/api/sessions/{sid}", timeout=5) as r:
+                    record = json.loads(r.read())
+            except (OSError, ValueError):
+                continue  # not written yet (404) or the worker is busy: next round
+            if isinstance(record.get("report"), dict) and (record.get("turns") or 0) >= turns:
+                complete += 1
+                del pending[(url, sid)]
+        if pending:
+            time.sleep(1.0)
+    return {"records_complete": complete, "records_expected": len(reads),
+            "records_missing": sorted(sid for _, sid in pending)[:5]}
+
+
 def run_level(n: int, turns: int, workers: list[tuple[subprocess.Popen, str]], client_procs: int,
               out_dir: str, timeout_s: float, warmup: bool = False, ramp_s: float | None = None) -> dict:
     """One concurrency level: split n sessions over client processes and workers, merge the JSON.
@@ -213,8 +236,8 @@ def run_level(n: int, turns: int, workers: list[tuple[subprocess.Popen, str]], c
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     server_cpu = sum(cpu_s(p.pid) - cpu0[p.pid] for p, _ in workers)
-    turns_all, sessions_all, health = [], [], []
-    for proc, out in clients:
+    turns_all, sessions_all, health, reads = [], [], [], []
+    for i, (proc, out) in enumerate(clients):
         try:
             data = json.loads(Path(out).read_text())
         except (OSError, ValueError):
@@ -225,9 +248,12 @@ def run_level(n: int, turns: int, workers: list[tuple[subprocess.Popen, str]], c
             health.append(run.get("client_health") or {})
             turns_all += run["turns"]
             sessions_all += run["session_results"]
+            # Read each record back from the next worker (the same one when there is one).
+            reads += [(workers[(i + 1) % len(workers)][1], sess) for sess in run["session_results"]]
     from qa.measure import summarize_run
 
     s = summarize_run(turns_all, sessions_all)
+    records = {} if warmup else check_records(reads)
     return {
         "sessions": n, "client_processes": len(clients), "workers": len(workers), "wall_s": round(wall, 1),
         "turns_ok": s["turns"] - s["failed_turns"], "turns": s["turns"], "failed_sessions": s["failed_sessions"],
@@ -246,6 +272,7 @@ def run_level(n: int, turns: int, workers: list[tuple[subprocess.Popen, str]], c
         # If these are high the clients, not the server, were the bottleneck (numbers then pessimistic).
         "client_loop_lag_p99_ms": max((h.get("loop_lag_p99_ms") or 0 for h in health), default=None),
         "client_send_lag_max_ms": max((h.get("send_lag_max_ms") or 0 for h in health), default=None),
+        **records,
     }
 
 
