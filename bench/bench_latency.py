@@ -145,7 +145,8 @@ def wait_http(url: str, timeout_s: float) -> None:
 
 
 def start_workers(n: int, fake_url: str, data_dir: str, redis_url: str | None,
-                  pin_cores: bool, server_root: Path = ROOT) -> list[tuple[subprocess.Popen, str]]:
+                  pin_cores: bool, server_root: Path = ROOT,
+                  record_audio: bool = False) -> list[tuple[subprocess.Popen, str]]:
     workers = []
     ncpu = os.cpu_count() or 1
     for i in range(n):
@@ -157,7 +158,7 @@ def start_workers(n: int, fake_url: str, data_dir: str, redis_url: str | None,
                "LIVECOACH_SERVER__ADMISSION_MAX_CPU_PCT": "0",  # the bench measures past a full core
                "LIVECOACH_SERVER__ADMISSION_MAX_LOOP_LAG_MS": "0",
                "LIVECOACH_MEDIA__ICE_LOOPBACK_ONLY": "true",
-               "LIVECOACH_MEDIA__RECORD_AUDIO": "false",
+               "LIVECOACH_MEDIA__RECORD_AUDIO": str(record_audio).lower(),  # on in a real deployment
                "LIVECOACH_COACH__PROVIDERS__STT": "openai", "LIVECOACH_COACH__PROVIDERS__LLM": "openai",
                "LIVECOACH_COACH__PROVIDERS__TTS": "openai",
                "LIVECOACH_COACH__PROVIDERS__OPENAI__BASE_URL": fake_url,
@@ -287,6 +288,7 @@ def main() -> int:
     ap.add_argument("--instant", action="store_true", help="zero-delay fake providers (issue 14 target)")
     ap.add_argument("--light", action="store_true", help="cheap clients (packet-size voice detection)")
     ap.add_argument("--level-timeout", type=float, default=150.0, help="seconds per level at most")
+    ap.add_argument("--record", action="store_true", help="workers record each session's audio (the product default)")
     ap.add_argument("--ramp", type=float, default=None, metavar="S",
                     help="spread each level's session starts over S seconds (default: min(5, 0.1 s per session))")
     args = ap.parse_args()
@@ -306,7 +308,7 @@ def main() -> int:
     results = []
     try:
         workers = start_workers(args.workers, fake_url, data_dir, args.redis_url if args.workers > 1 else None,
-                                pin_cores=not args.no_pin)
+                                pin_cores=not args.no_pin, record_audio=args.record)
         # Warm-up (not reported): the first session pays model loading and connection set-up.
         sys.stderr.write("[bench] warm-up session\n")
         run_level(1, 1, workers, 1, data_dir, 60, warmup=True)
@@ -323,7 +325,7 @@ def main() -> int:
         stop_processes([proc for proc, _ in workers])
         stop_stdin_child(fake)
     print(json.dumps({
-        "bench": "latency", "cpus": os.cpu_count(), "workers": args.workers, "turns_per_session": args.turns,
+        "bench": "latency", "cpus": os.cpu_count(), "workers": args.workers, "recording": args.record, "turns_per_session": args.turns,
         "pinned": not args.no_pin,
         "provider_delays_ms": dict(zip(("stt", "llm_first_token", "tts"), (d * 1000 for d in delays))),
         "levels": results, "total_s": round(time.monotonic() - t_start, 1),

@@ -189,6 +189,7 @@ def main() -> int:
     ap.add_argument("--server-root", type=Path, default=ROOT,
                     help="serve from another checkout (e.g. a git worktree of a baseline commit) to compare "
                          "on the same machine; the clients stay this checkout's")
+    ap.add_argument("--record", action="store_true", help="the server records each session's audio (the product default)")
     args = ap.parse_args()
     global CLIENT_MODE
     CLIENT_MODE = args.clients
@@ -204,7 +205,7 @@ def main() -> int:
     results = []
     try:
         workers = start_workers(1, fake_url, data_dir, None, pin_cores=two_cores,
-                                server_root=args.server_root.resolve())
+                                server_root=args.server_root.resolve(), record_audio=args.record)
         server, url = workers[0]
         for n in (int(x) for x in args.levels.split(",")):
             sys.stderr.write(f"[profile] level n={n}\n")
@@ -214,7 +215,7 @@ def main() -> int:
     finally:
         stop_processes([proc for proc, _ in workers], 15)
         stop_stdin_child(fake)
-    print(json.dumps({"bench": "profile", "server_commit": _commit(args.server_root), "pinned": two_cores, "event_loop": args.event_loop, "clients": args.clients, "levels": results,
+    print(json.dumps({"bench": "profile", "server_commit": _commit(args.server_root), "recording": args.record, "pinned": two_cores, "event_loop": args.event_loop, "clients": args.clients, "levels": results,
                       "note": "server pinned to CPU 0, clients + fake provider to CPU 1; shared machine"},
                      indent=1))
     return 0

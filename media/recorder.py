@@ -1,15 +1,18 @@
 """Session audio recorder: stereo WAV, trainee/streamer left, customer right, aligned on t_ns.
 
-The event loop only enqueues (``queue.Queue.put_nowait``: never blocks; a full queue drops and
-counts). A writer thread resamples, aligns and writes. Alignment is on the server clock:
-left chunks are stamped at receipt, right frames when they leave the paced track.
+The event loop only appends to a bounded deque (never blocks, wakes nothing; when full, a chunk
+is dropped and counted). The recorder's writer thread takes what has piled up every
+``FLUSH_INTERVAL_S`` (and at close), resamples, aligns and writes it in one go: a thread wake-up,
+a queue lock and a file write per 20 ms chunk had cost more CPU than all of a practice
+session's other work (bench/bench_profile.py --record). Alignment is on the server clock: left
+chunks are stamped at receipt, right frames when they leave the paced track.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-import queue
 import threading
 import time
 import wave
@@ -24,7 +27,8 @@ log = logging.getLogger(__name__)
 LEFT, RIGHT = 0, 1
 _JITTER_TOLERANCE_S = 0.06  # a chunk this much later than the channel's end is still contiguous
 _LAG_LIMIT_S = 1.0  # a channel this far behind the other is taken as silent up to there
-_QUEUE_MAX = 4_000  # items (~80 s of 20 ms frames per channel): bounded memory
+_QUEUE_MAX = 4_000  # items (~40 s of 20 ms frames on both channels): bounded memory
+FLUSH_INTERVAL_S = 0.25  # the writer's batch period: a file only needs its audio in the end
 
 
 class _Channel:
@@ -81,7 +85,9 @@ class SessionRecorder:
         self.t0_ns = time.perf_counter_ns() if t0_ns is None else t0_ns
         self.frames_written = 0
         self.dropped_chunks = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_MAX)
+        # deque append/popleft are atomic: the loop appends, the writer pops, no lock taken.
+        self._pending: collections.deque[tuple[int, np.ndarray, int, int]] = collections.deque()
+        self._closing = threading.Event()
         self._closed = False
         self._error: BaseException | None = None
         self._wav = wave.open(str(self.path), "wb")
@@ -104,25 +110,26 @@ class SessionRecorder:
         """Customer audio sent at ``t_ns`` (PacedAudioTrack's on_frame gives 48 kHz frames)."""
         self._put(RIGHT, pcm16, t_ns, sample_rate)
 
-    def on_output_frame(self, _utterance_id: str | None, pcm16: np.ndarray, t_ns: int) -> None:
-        """Ready-made ``PacedAudioTrack(on_frame=...)`` callback at 48 kHz."""
-        self._put(RIGHT, pcm16, t_ns, 48_000)
+    def on_output_frame(self, utterance_id: str | None, pcm16: np.ndarray, t_ns: int) -> None:
+        """Ready-made ``PacedAudioTrack(on_frame=...)`` callback at 48 kHz. The track's silence
+        between replies (no utterance) is not queued: the writer fills the gap with zeros."""
+        if utterance_id is not None:
+            self._put(RIGHT, pcm16, t_ns, 48_000)
 
     def _put(self, channel: int, pcm16: np.ndarray, t_ns: int, sample_rate: int | None) -> None:
         if self._closed:
             return
         rate = self.sample_rate if sample_rate is None else sample_rate
-        pcm = np.asarray(pcm16, dtype=np.int16).reshape(-1)
-        try:
-            self._queue.put_nowait((channel, pcm, t_ns, rate))
-        except queue.Full:  # never block the loop: a stalled disk loses audio, not latency
+        if len(self._pending) >= _QUEUE_MAX:  # never block the loop: a stalled disk loses audio, not latency
             self.dropped_chunks += 1
+            return
+        self._pending.append((channel, np.asarray(pcm16, dtype=np.int16).reshape(-1), t_ns, rate))
 
     async def close(self) -> Path:
         """Write everything still pending and close the file; returns its path."""
         if not self._closed:
             self._closed = True
-            await asyncio.to_thread(self._queue.put, None)
+            self._closing.set()
             await asyncio.to_thread(self._thread.join)
         if self._error is not None:
             raise RuntimeError(f"recording {self.path} failed: {self._error}") from self._error
@@ -133,12 +140,12 @@ class SessionRecorder:
     def _writer(self) -> None:
         try:
             while True:
-                item = self._queue.get()
-                if item is None:
+                closing = self._closing.wait(FLUSH_INTERVAL_S)
+                for _ in range(len(self._pending)):  # what is there now; later chunks wait a period
+                    self._place(*self._pending.popleft())
+                self._write_ready(final=closing)
+                if closing:
                     break
-                self._place(*item)
-                self._write_ready(final=False)
-            self._write_ready(final=True)
         except BaseException as exc:  # reported by close()
             self._error = exc
             log.exception("recorder %s failed", self.path)

@@ -421,6 +421,29 @@ async def test_recorder_writes_aligned_stereo_wav(tmp_path: Path):
     assert tone_power(r[int(1.1 * sr) : int(1.9 * sr)], sr, 440) < 1e-4
 
 
+async def test_recorder_places_replies_at_their_time_across_the_silence_between_them(tmp_path: Path):
+    """The paced track's silence between replies (no utterance id) is not queued; the writer
+    fills it with zeros, so each reply still lands where it was sent."""
+    t0 = time.perf_counter_ns()
+    rec = SessionRecorder(tmp_path / "gaps.wav", sample_rate=16_000, t0_ns=t0)
+    sr, frame = 16_000, 960
+    mic = (np.sin(2 * np.pi * 300 * np.arange(320) / sr) * 3000).astype(np.int16)
+    reply = (np.sin(2 * np.pi * 1000 * np.arange(frame) / 48_000) * 8000).astype(np.int16)
+    for i in range(125):  # 2.5 s: the trainee's side all along; the customer speaks at 1.0 and 2.0 s
+        t = t0 + i * 20_000_000
+        rec.add_left(mic, t)
+        uid = "a" if 50 <= i < 60 else "b" if 100 <= i < 110 else None
+        rec.on_output_frame(uid, reply if uid else np.zeros(frame, np.int16), t)
+    await rec.close()
+    with wave.open(str(tmp_path / "gaps.wav")) as w:
+        r = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, 2)[:, 1]
+    voiced = np.flatnonzero(np.abs(r) > 4000)
+    assert voiced[0] / sr == pytest.approx(1.0, abs=0.005)
+    assert voiced[-1] / sr == pytest.approx(2.2, abs=0.005)
+    assert np.abs(r[int(1.21 * sr) : int(1.99 * sr)]).max() == 0  # between the replies: silence
+    assert tone_power(r[int(2.0 * sr) : int(2.2 * sr)], sr, 1000) > 0.02
+
+
 async def test_recorder_from_live_inbound_and_outbound(tmp_path: Path):
     out = PacedAudioTrack()
     rec = SessionRecorder(tmp_path / "live.wav")
