@@ -177,10 +177,11 @@ def start_workers(n: int, fake_url: str, data_dir: str, redis_url: str | None,
     return workers
 
 
-def check_records(reads: list[tuple[str, dict]], timeout_s: float = 30.0) -> dict:
+def check_records(reads: list[tuple[str, dict]], recording: bool, timeout_s: float = 30.0) -> dict:
     """Every finished session's record, read back through ``url`` (with several workers, one that
-    did not serve it: the record came through the shared store). Complete = it has its report
-    and at least the turns the client measured. Records are written as sessions close: wait."""
+    did not serve it: the record came through the shared store). Complete = it has its report,
+    at least the turns the client measured and, when the workers record, its recording. Records
+    are written as sessions close: wait."""
     pending = {(url, s["session_id"]): s["turns"] for url, s in reads if s.get("session_id")}
     complete, deadline = 0, time.monotonic() + timeout_s
     while pending and time.monotonic() < deadline:
@@ -190,7 +191,8 @@ def check_records(reads: list[tuple[str, dict]], timeout_s: float = 30.0) -> dic
                     record = json.loads(r.read())
             except (OSError, ValueError):
                 continue  # not written yet (404) or the worker is busy: next round
-            if isinstance(record.get("report"), dict) and (record.get("turns") or 0) >= turns:
+            if (isinstance(record.get("report"), dict) and (record.get("turns") or 0) >= turns
+                    and (record.get("recording") or not recording)):
                 complete += 1
                 del pending[(url, sid)]
         if pending:
@@ -200,7 +202,8 @@ def check_records(reads: list[tuple[str, dict]], timeout_s: float = 30.0) -> dic
 
 
 def run_level(n: int, turns: int, workers: list[tuple[subprocess.Popen, str]], client_procs: int,
-              out_dir: str, timeout_s: float, warmup: bool = False, ramp_s: float | None = None) -> dict:
+              out_dir: str, timeout_s: float, warmup: bool = False, ramp_s: float | None = None,
+              recording: bool = False) -> dict:
     """One concurrency level: split n sessions over client processes and workers, merge the JSON.
 
     ``ramp_s``: the n sessions start evenly spread over that many seconds, interleaved across the
@@ -254,7 +257,7 @@ def run_level(n: int, turns: int, workers: list[tuple[subprocess.Popen, str]], c
     from qa.measure import summarize_run
 
     s = summarize_run(turns_all, sessions_all)
-    records = {} if warmup else check_records(reads)
+    records = {} if warmup else check_records(reads, recording)
     return {
         "sessions": n, "client_processes": len(clients), "workers": len(workers), "wall_s": round(wall, 1),
         "turns_ok": s["turns"] - s["failed_turns"], "turns": s["turns"], "failed_sessions": s["failed_sessions"],
@@ -319,7 +322,7 @@ def main() -> int:
                 continue
             sys.stderr.write(f"[bench] level n={n} ({left:.0f} s budget left)\n")
             results.append(run_level(n, args.turns, workers, args.client_procs, data_dir, min(left, args.level_timeout),
-                                     ramp_s=args.ramp))
+                                     ramp_s=args.ramp, recording=args.record))
             sys.stderr.write(f"[bench] {json.dumps(results[-1])}\n")
     finally:
         stop_processes([proc for proc, _ in workers])
