@@ -10,6 +10,7 @@ import bisect
 import collections
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +76,9 @@ class ReceivedAudioMonitor:
         self.segments: list[Segment] = []
         self.first_frame_ns: int | None = None
         self._silence_since: int | None = None
-        self._changed = asyncio.Event() if _has_loop() else None
+        # Waiting coroutines' conditions, checked here as each frame is fed: a waiter's task is
+        # woken once, when its condition holds, not at every 20 ms frame to re-check it.
+        self._waiters: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
 
     # feeding ------------------------------------------------------------------------------
     def feed(self, arrival_ns: int, pcm: np.ndarray) -> None:
@@ -131,9 +134,22 @@ class ReceivedAudioMonitor:
         self._notify()
 
     def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = asyncio.Event()
+        if not self._waiters:
+            return
+        waiting = []
+        for predicate, future in self._waiters:
+            if future.done():  # its wait timed out or was cancelled
+                continue
+            try:
+                value = predicate()
+            except Exception as exc:  # noqa: BLE001 - raised in the waiter, as if it had checked itself
+                future.set_exception(exc)
+                continue
+            if value is None:
+                waiting.append((predicate, future))
+            else:
+                future.set_result(value)
+        self._waiters = waiting
 
     # queries ------------------------------------------------------------------------------
     @property
@@ -172,16 +188,16 @@ class ReceivedAudioMonitor:
                 return seg.offset_ns
         return None
 
-    async def wait(self, predicate: Any, timeout_s: float) -> Any:
-        """Wait until ``predicate()`` returns a non-None value; raises asyncio.TimeoutError."""
+    async def wait(self, predicate: Callable[[], Any], timeout_s: float) -> Any:
+        """Wait until ``predicate()`` returns a non-None value (checked now and as each frame is
+        fed); raises asyncio.TimeoutError."""
+        value = predicate()
+        if value is not None:
+            return value
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, future))
         async with asyncio.timeout(timeout_s):
-            while True:
-                value = predicate()
-                if value is not None:
-                    return value
-                if self._changed is None:
-                    self._changed = asyncio.Event()
-                await self._changed.wait()
+            return await future
 
     async def wait_onset(self, after_ns: int, timeout_s: float) -> int:
         return await self.wait(lambda: self.onset_after(after_ns), timeout_s)
@@ -204,14 +220,6 @@ class ReceivedAudioMonitor:
     # per-window analysis ------------------------------------------------------------------
     def window_stats(self, start_ns: int, end_ns: int) -> dict[str, float | int]:
         return window_stats(self.arrivals, self.voiced, start_ns, end_ns)
-
-
-def _has_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        return False
 
 
 def window_stats(arrivals: list[int], voiced: list[bool], start_ns: int, end_ns: int) -> dict[str, float | int]:

@@ -103,6 +103,28 @@ async def test_monitor_waits() -> None:
     assert await mon.wait_quiet(60, timeout_s=1) == 6 * 20 * MS
 
 
+async def test_monitor_waiters_resolve_on_the_frame_their_condition_holds_and_do_not_pile_up() -> None:
+    import asyncio
+
+    mon = ReceivedAudioMonitor(hold_ms=60)
+    marks: dict[str, int] = {}
+    quiet = asyncio.create_task(mon.wait_quiet(60, timeout_s=5))
+    marked = asyncio.create_task(mon.wait(lambda: marks.get("sent"), timeout_s=5))  # outside state
+    for _ in range(3):
+        with pytest.raises(TimeoutError):  # each timed-out wait leaves nothing behind
+            await mon.wait_onset(10**12, timeout_s=0.01)
+    t = _feed(mon, "1111")
+    await asyncio.sleep(0)
+    assert not quiet.done() and not marked.done()
+    marks["sent"] = 7
+    t = _feed(mon, "00", t0=t)  # a frame re-checks the outside state; 40 ms of quiet is not 60
+    assert await marked == 7
+    assert not quiet.done()
+    _feed(mon, "00", t0=t)
+    assert await quiet == 5 * 20 * MS
+    assert mon._waiters == []  # resolved and timed-out waiters are dropped as frames come
+
+
 def test_stats_and_percentiles() -> None:
     assert percentile([], 50) is None
     assert percentile([5.0], 95) == 5.0
