@@ -6,7 +6,9 @@ Processes (all loopback): one FakeOpenAI (fixed delays: STT 100 ms, LLM first to
 TTS 50 ms; TTS is a 220 Hz tone), W `livecoach serve` workers (several share one Redis), and
 client processes running the `livecoach qa` harness. Prints one JSON document on stdout:
 client turn latency p50/p95, server overhead p95 (first frame − EOT − provider time), barge-in
-heard-stop p95, underruns, server CPU per session (from /proc/<pid>/stat of the workers).
+heard-stop p95, underruns, server CPU per session (from /proc/<pid>/stat of the workers), and
+how many finished sessions' records are complete (report, turns, recording with ``--record``),
+read back through the worker that did not serve them when there are several.
 
 Honesty note: this machine has 2 cores shared by server(s), clients and the fake provider; the
 client side (Opus decode + aiortc per session) costs about as much as the server side, so high-N
